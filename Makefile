@@ -1,0 +1,41 @@
+# Two commands do everything: `make lab` (set up, then open the notebooks) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch. On a laptop whose pip would fetch a CUDA build, add
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test unit notebooks bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
+	@echo "lslm is set up in $(VENV)"
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests, then every notebook under nbval, in one pytest run.
+test: setup
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+notebooks: setup
+	$(BIN)/python -m pytest notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs

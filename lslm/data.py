@@ -1,0 +1,260 @@
+"""Corpora, train/val/test splits and random training batches.
+
+Two built-in corpora:
+
+* ``"python-docs"`` (the default): the documentation CPython ships for ``help()``
+  (``pydoc_data``), about 460,000 characters of English. No download, no install.
+* ``"tinyshakespeare"``: the 1.1 MB corpus from char-rnn, downloaded once into
+  ``cache_dir()`` and checked against its sha256.
+
+Anything else is read as a UTF-8 text file or a folder of ``.txt`` files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import hashlib
+import http.client
+import math
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import LslmError
+
+if TYPE_CHECKING:
+    from .tokenizers import Tokenizer
+
+EMBEDDED = "python-docs"
+TINYSHAKESPEARE = "tinyshakespeare"
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TINYSHAKESPEARE_SIZE = 1_115_394
+DOWNLOAD_TIMEOUT_S = 15
+
+_ENV_HINT = "set LSLM_TINYSHAKESPEARE=/path/to/tinyshakespeare.txt"
+# reStructuredText heading underlines: a line made only of *, = or -.
+_UNDERLINE = re.compile(r"([*=-])\1{2,}")
+
+
+@functools.lru_cache(maxsize=1)
+def python_docs_text() -> str:
+    """The embedded English corpus: CPython's pydoc topics, cleaned, in a fixed order."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        raise LslmError(
+            "this Python was installed without pydoc_data: use the tinyshakespeare corpus or a text file of your own"
+        ) from None
+    parts = []
+    for key in sorted(topics):  # sorted: the same text on every run
+        lines = [line.rstrip() for line in topics[key].splitlines()]
+        body = "\n".join(line for line in lines if not _UNDERLINE.fullmatch(line))
+        parts.append(re.sub(r"\n{3,}", "\n\n", body).strip("\n"))
+    return "\n\n".join(parts)
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$LSLM_CACHE``, else ``~/.cache/lslm``."""
+    env = os.environ.get("LSLM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lslm"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checked_copy(path: Path, origin: str) -> Path:
+    """``path`` if it is an unmodified tinyshakespeare, else an LslmError naming ``origin``."""
+    if not path.is_file():
+        raise LslmError(f"{path} ({origin}) is not a file: give the path to a copy of {TINYSHAKESPEARE_URL}")
+    got = _sha256(path)
+    if got != TINYSHAKESPEARE_SHA256:
+        raise LslmError(
+            f"{path} ({origin}) is not tinyshakespeare: its sha256 is {got}, expected {TINYSHAKESPEARE_SHA256} "
+            f"({TINYSHAKESPEARE_SIZE:,} bytes): use an unmodified copy of {TINYSHAKESPEARE_URL}"
+        )
+    return path
+
+
+def _one_line(reason: object) -> str:
+    return " ".join(str(reason).split()) or "unknown error"
+
+
+def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = True) -> Path:
+    """A checked local copy of tinyshakespeare, downloading it into ``cache_dir()`` if needed.
+
+    Looks at, in order: ``path``; ``$LSLM_TINYSHAKESPEARE``; the cached copy; a download
+    from ``$LSLM_TINYSHAKESPEARE_URL`` (default ``TINYSHAKESPEARE_URL``).
+    """
+    if path is not None:
+        return _checked_copy(Path(path).expanduser(), "the path given")
+    if env := os.environ.get("LSLM_TINYSHAKESPEARE"):
+        return _checked_copy(Path(env).expanduser(), "set in LSLM_TINYSHAKESPEARE")
+
+    url = os.environ.get("LSLM_TINYSHAKESPEARE_URL") or TINYSHAKESPEARE_URL
+    cached = cache_dir() / "tinyshakespeare.txt"
+    if cached.is_file():
+        if _sha256(cached) == TINYSHAKESPEARE_SHA256:
+            return cached
+        cached.unlink()  # damaged: fetch a fresh copy
+    not_here = "tinyshakespeare is not on this machine and could not be downloaded"
+    where = f"save input.txt from {url} as {cached}, or {_ENV_HINT}"
+    if not download:
+        raise LslmError(f"{not_here} (downloads are turned off): {where}")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LslmError(f"cannot create the cache folder {cached.parent} ({_one_line(e)}): set LSLM_CACHE to a "
+                        f"folder you can write, or {_ENV_HINT}") from None
+    _download(url, cached, not_here, where)
+    return cached
+
+
+def _download(url: str, dest: Path, not_here: str, where: str) -> None:
+    """Fetch ``url`` into ``dest`` via a temp file, keeping it only if the sha256 matches."""
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while size <= 2 * TINYSHAKESPEARE_SIZE and (chunk := response.read(1 << 16)):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != TINYSHAKESPEARE_SHA256:
+            raise LslmError(
+                f"the file downloaded from {url} is not tinyshakespeare (sha256 {digest.hexdigest()}, "
+                f"expected {TINYSHAKESPEARE_SHA256}): {where}"
+            )
+        os.replace(tmp, dest)  # atomic: the cache never holds a partial file
+    except LslmError:
+        raise
+    except urllib.error.HTTPError as e:
+        raise LslmError(f"{not_here} (HTTP {e.code} {_one_line(e.reason)}): {where}") from None
+    except urllib.error.URLError as e:
+        raise LslmError(f"{not_here} ({_one_line(e.reason)}): {where}") from None
+    except (OSError, ValueError, http.client.HTTPException) as e:  # timeouts, resets, bad URLs
+        raise LslmError(f"{not_here} ({_one_line(e) if str(e) else type(e).__name__}): {where}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # gone already unless something failed
+
+
+def _missing(path: Path) -> LslmError:
+    return LslmError(
+        f"no such file or folder: {path}: check the path, "
+        f"or use a built-in corpus ({EMBEDDED!r} or {TINYSHAKESPEARE!r})"
+    )
+
+
+def _read_file(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(path) from None
+    except OSError as e:
+        raise LslmError(f"cannot read {path} ({_one_line(e.strerror or e)}): check its permissions") from None
+    if b"\0" in raw:  # checked before decoding: UTF-8 text never contains NUL bytes
+        raise LslmError(f"{path} looks binary (it contains NUL bytes; UTF-16 does too): give a UTF-8 text file")
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = bom + e.start
+        raise LslmError(
+            f"{path} is not valid UTF-8 (byte 0x{raw[offset]:02x} at byte offset {offset}): "
+            "re-save it as UTF-8 text"
+        ) from None
+    if not text.strip():
+        raise LslmError(f"{path} is empty (or only whitespace): give a file with some text in it")
+    return text.replace("\r\n", "\n")
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file, or every ``.txt`` file in a folder (by name, joined by a blank line)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.txt") if p.is_file())
+        if not files:
+            raise LslmError(f"the folder {path} has no .txt files: put your text in .txt files there, or give one file")
+        return "\n\n".join(_read_file(p) for p in files)
+    return _read_file(path)
+
+
+def load_corpus(source: str | Path | None = None) -> str:
+    """The text of a built-in corpus ("python-docs", "tinyshakespeare") or of a file or folder."""
+    if source is None or (isinstance(source, str) and source == EMBEDDED):
+        return python_docs_text()
+    if isinstance(source, str) and source == TINYSHAKESPEARE:
+        return read_text(tinyshakespeare_path())
+    return read_text(source)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A text cut into three contiguous parts: train, then val, then test."""
+
+    train: str
+    val: str
+    test: str
+
+
+def split_text(text: str, val_frac: float = 0.05, test_frac: float = 0.05) -> Splits:
+    """Cut ``text`` into train (the start), val (next ``val_frac``) and test (the last ``test_frac``).
+
+    Contiguous rather than shuffled: val and test then hold text the model never saw,
+    not sentences overlapping with training ones.
+    """
+    for name, frac in (("val_frac", val_frac), ("test_frac", test_frac)):
+        if not (isinstance(frac, (int, float)) and math.isfinite(frac) and frac >= 0):
+            raise LslmError(f"{name} must be a number >= 0, not {frac!r}")
+    if val_frac + test_frac >= 1:
+        raise LslmError(f"val_frac + test_frac is {val_frac + test_frac:g}, which leaves no training text: keep it below 1")
+    n_val, n_test = int(len(text) * val_frac), int(len(text) * test_frac)
+    n_train = len(text) - n_val - n_test
+    return Splits(train=text[:n_train], val=text[n_train : n_train + n_val], test=text[n_train + n_val :])
+
+
+def get_batch(
+    data: torch.Tensor,
+    batch_size: int,
+    block_size: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random blocks of ``block_size`` tokens (x) and the same blocks one token later (y)."""
+    if data.dim() != 1:
+        raise LslmError(f"get_batch needs a 1-D tensor of token ids, not one of shape {tuple(data.shape)}")
+    if batch_size < 1 or block_size < 1:
+        raise LslmError(f"batch_size and block_size must be at least 1 (got {batch_size} and {block_size})")
+    n = len(data)
+    if n < block_size + 1:
+        raise LslmError(
+            f"the text has {n} tokens but block_size is {block_size}: use a longer corpus or a smaller --block-size"
+        )
+    # Each block needs block_size + 1 tokens (its targets reach one further).
+    starts = torch.randint(n - block_size, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(block_size)  # (batch_size, block_size)
+    x, y = data[index], data[index + 1]
+    return x.to(device), y.to(device)
+
+
+def encode_splits(splits: Splits, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    """Each split as a 1-D long tensor of token ids: {"train": ..., "val": ..., "test": ...}."""
+    return {
+        name: torch.tensor(tokenizer.encode(getattr(splits, name)), dtype=torch.long)
+        for name in ("train", "val", "test")
+    }

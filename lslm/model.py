@@ -1,0 +1,253 @@
+"""A GPT language model that reads top to bottom: config, blocks, model, generate.
+
+The shape follows GPT-2: token + position embeddings, a stack of pre-LayerNorm
+Transformer blocks (attention then MLP, each added back to a residual stream), a final
+LayerNorm and a language-model head whose weights are tied to the token embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lslm.attention import CausalSelfAttention
+from lslm.errors import LslmError
+
+
+@dataclass
+class GPTConfig:
+    """The hyperparameters that decide a GPT's shape (the source article's "model building")."""
+
+    vocab_size: int = 65
+    block_size: int = 64  # the longest context the model can see
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128  # hidden size: the width of the residual stream
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LslmError(f"{name} must be a positive whole number, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            near = max(self.n_head, round(self.n_embd / self.n_head) * self.n_head)
+            raise LslmError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
+                f"n_embd/n_head dimensions, so pick n_embd a multiple of n_head (e.g. {near})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise LslmError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def gpt2_small(cls) -> "GPTConfig":
+        """GPT-2 small (Radford et al. 2019): 12 layers, 12 heads, 768 wide, 124M parameters."""
+        return cls(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+
+
+def param_breakdown(config: GPTConfig) -> dict[str, int]:
+    """Exact parameter counts per part of the model, worked out on paper.
+
+    The LM head shares the token embedding matrix, so it adds nothing.
+    """
+    c, b = config.n_embd, int(config.bias)
+    ln = c + b * c
+    attn = (c * 3 * c + b * 3 * c) + (c * c + b * c)
+    mlp = (c * 4 * c + b * 4 * c) + (4 * c * c + b * c)
+    per_block = 2 * ln + attn + mlp
+    return {
+        "token_embedding": config.vocab_size * c,
+        "position_embedding": config.block_size * c,
+        "blocks": config.n_layer * per_block,
+        "final_layernorm": ln,
+        "lm_head (tied)": 0,
+    }
+
+
+def count_params(config: GPTConfig) -> int:
+    """Total parameters of ``GPT(config)``; GPT-2 small gives 124,439,808."""
+    return sum(param_breakdown(config).values())
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
+
+    def __init__(self, n: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class MLP(nn.Module):
+    """Per-position feed-forward network: widen 4x, GELU, project back."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """One Transformer block: tokens talk (attention), then each thinks alone (MLP)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, config.bias)
+        self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, config.bias)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, return_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Pre-LayerNorm: normalise the input of each sub-layer, keep the residual stream raw.
+        a, weights = self.attn(self.ln_1(x), return_weights=return_weights)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+class GPT(nn.Module):
+    """A decoder-only Transformer language model."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # position embedding
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying: reading a token in and writing it out use the same vectors.
+        self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2's trick: shrink the layers that write into the residual stream, so its
+        # variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self) -> int:
+        """Parameters counted once each (the tied head is not counted twice)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ):
+        """Logits for the next token at every position, and the loss if ``targets`` are given.
+
+        Returns ``(logits, loss)``, or ``(logits, loss, attention)`` with
+        ``return_attention=True``, where ``attention`` is a list with one
+        (batch, heads, time, time) tensor per layer.
+        """
+        b, t = idx.shape
+        if t > self.config.block_size:
+            raise LslmError(
+                f"the input has {t} tokens but the model's block_size is {self.config.block_size}: "
+                "crop it to the last block_size tokens"
+            )
+        pos = torch.arange(t, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        attention = []
+        for block in self.blocks:
+            x, weights = block(x, return_weights=return_attention)
+            attention.append(weights)
+        logits = self.lm_head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        if return_attention:
+            return logits, loss, attention
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Extend ``idx`` (batch, time) by ``max_new_tokens`` sampled tokens.
+
+        ``temperature=0`` means greedy. ``top_k`` keeps the k likeliest tokens; ``top_p``
+        keeps the smallest set whose probabilities add up to p (nucleus sampling). A
+        ``seed`` makes the sample repeatable without touching torch's global RNG.
+        """
+        if temperature < 0:
+            raise LslmError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise LslmError(f"top_k must be at least 1, got {top_k}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise LslmError(f"top_p must be in (0, 1], got {top_p}")
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=idx.device).manual_seed(seed)
+        was_training = self.training
+        self.eval()
+        for _ in range(max_new_tokens):
+            context = idx[:, -self.config.block_size :]  # the model sees at most block_size
+            logits = self(context)[0][:, -1, :]
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                probs = next_token_probs(logits, temperature, top_k, top_p)
+                next_id = torch.multinomial(probs, num_samples=1, generator=gen)
+            idx = torch.cat((idx, next_id), dim=1)
+        self.train(was_training)
+        return idx
+
+
+def next_token_probs(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
+    """Turn last-position logits (batch, vocab) into the sampling distribution."""
+    logits = logits / max(temperature, 1e-8)
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token if the tokens before it already reach top_p; the first always stays.
+        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs

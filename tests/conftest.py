@@ -1,0 +1,51 @@
+"""Shared fixtures: small texts, tiny models and the Tiny Shakespeare copy in ../shared."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+# A short, repetitive text: a tiny model can learn it in a few dozen steps.
+RHYME = (
+    "Twinkle, twinkle, little star,\nHow I wonder what you are!\n"
+    "Up above the world so high,\nLike a diamond in the sky.\n"
+) * 40
+
+
+@pytest.fixture
+def rhyme() -> str:
+    return RHYME
+
+
+@pytest.fixture
+def char_data():
+    """(tokenizer, {"train", "val", "test"} tensors) for the rhyme."""
+    return prepare_data_from_text(RHYME)
+
+
+def prepare_data_from_text(text: str, kind: str = "char", vocab_size=None):
+    from lslm.data import encode_splits, split_text
+    from lslm.tokenizers import train_tokenizer
+
+    tok = train_tokenizer(kind, text, vocab_size)
+    return tok, encode_splits(split_text(text, 0.1, 0.1), tok)
+
+
+@pytest.fixture
+def tiny_config():
+    from lslm.model import GPTConfig
+
+    def make(vocab_size: int, **kw) -> GPTConfig:
+        cfg = dict(vocab_size=vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=32)
+        cfg.update(kw)
+        return GPTConfig(**cfg)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_determinism():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,84 @@
+"""All the ways of computing attention agree: the article's class, the manual path, SDPA."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lslm.attention import Attention, CausalSelfAttention, attention_weights, causal_mask
+
+ATOL = 1e-5
+
+
+def qkv(b=2, h=3, t=7, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, t, d, generator=g) for _ in range(3)]
+
+
+def test_article_attention_is_the_formula():
+    q, k, v = qkv()
+    by_hand = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(8), dim=-1) @ v
+    assert torch.allclose(Attention(8)(q, k, v), by_hand, atol=ATOL)
+
+
+def test_article_attention_matches_sdpa_without_mask():
+    q, k, v = qkv()
+    assert torch.allclose(Attention(8)(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=ATOL)
+
+
+def test_causal_weights_hide_the_future_and_are_distributions():
+    q, k, _ = qkv(t=6)
+    w = attention_weights(q, k, causal=True)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 6), atol=ATOL)
+    future = ~causal_mask(6)
+    assert torch.all(w[..., future] == 0)
+    assert torch.all(w[..., ~future] > 0)
+    # The first token can only look at itself.
+    assert torch.allclose(w[..., 0, 0], torch.ones(2, 3))
+
+
+def test_manual_causal_path_matches_sdpa_causal():
+    q, k, v = qkv()
+    manual = attention_weights(q, k, causal=True) @ v
+    fast = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(manual, fast, atol=ATOL)
+
+
+def test_last_query_sees_everything_so_article_class_agrees_there():
+    q, k, v = qkv()
+    causal = attention_weights(q, k, causal=True) @ v
+    article = Attention(8)(q, k, v)
+    assert torch.allclose(causal[..., -1, :], article[..., -1, :], atol=ATOL)
+    # ...but not at earlier positions, where the mask matters.
+    assert not torch.allclose(causal[..., 0, :], article[..., 0, :], atol=1e-3)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_module_weight_path_equals_fast_path(bias):
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(n_embd=32, n_head=4, bias=bias).eval()
+    x = torch.randn(3, 10, 32)
+    y_fast, none = attn(x)
+    y_slow, w = attn(x, return_weights=True)
+    assert none is None
+    assert w.shape == (3, 4, 10, 10)
+    assert torch.allclose(y_fast, y_slow, atol=ATOL)
+
+
+def test_module_heads_equal_article_class_per_head():
+    """Each head is the article's Attention on its own slice of Q, K, V, plus the mask."""
+    torch.manual_seed(1)
+    attn = CausalSelfAttention(n_embd=16, n_head=2).eval()
+    x = torch.randn(1, 5, 16)
+    q, k, v = attn.split_heads(x)
+    _, w = attn(x, return_weights=True)
+    d_k = 8
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
+    scores = scores.masked_fill(~causal_mask(5), float("-inf"))
+    assert torch.allclose(w, torch.softmax(scores, -1), atol=ATOL)
+
+
+def test_module_rejects_bad_head_split():
+    with pytest.raises(ValueError, match="divisible"):
+        CausalSelfAttention(n_embd=30, n_head=4)

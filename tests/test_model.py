@@ -1,0 +1,133 @@
+"""The GPT: shapes, exact parameter counts, causality, attention weights and generate()."""
+
+import pytest
+import torch
+
+from lslm.errors import LslmError
+from lslm.model import GPT, GPTConfig, count_params, next_token_probs, param_breakdown
+
+
+def tiny(**kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    cfg.update(kw)
+    return GPT(GPTConfig(**cfg)).eval()
+
+
+def test_gpt2_small_has_124_439_808_parameters():
+    cfg = GPTConfig.gpt2_small()
+    assert count_params(cfg) == 124_439_808
+    with torch.device("meta"):  # builds the real module without allocating 500 MB
+        model = GPT(cfg)
+    assert model.num_params() == 124_439_808
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 8), (3, 4, 32), (2, 2, 24)])
+def test_paper_count_matches_real_module(bias, shape):
+    n_layer, n_head, n_embd = shape
+    cfg = GPTConfig(vocab_size=50, block_size=20, n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias)
+    assert count_params(cfg) == GPT(cfg).num_params()
+    assert param_breakdown(cfg)["token_embedding"] == 50 * n_embd
+
+
+def test_weights_are_tied():
+    model = tiny()
+    assert model.lm_head.weight is model.wte.weight
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(n_embd=30, n_head=4), "not divisible by n_head"),
+        (dict(n_layer=0), "n_layer must be a positive"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(vocab_size=2.5), "vocab_size"),
+    ],
+)
+def test_config_errors_are_one_clear_line(kw, words):
+    with pytest.raises(LslmError, match=words) as err:
+        GPTConfig(**kw)
+    assert "\n" not in str(err.value)
+
+
+def test_config_round_trips_through_dict():
+    cfg = GPTConfig(vocab_size=7, n_embd=8, n_head=2, bias=False, dropout=0.1)
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_forward_shapes_loss_and_attention():
+    model = tiny()
+    x = torch.randint(0, 11, (3, 9))
+    logits, loss = model(x, x)
+    assert logits.shape == (3, 9, 11) and loss.ndim == 0
+    logits2, loss2, attention = model(x, x, return_attention=True)
+    assert len(attention) == 2
+    for w in attention:
+        assert w.shape == (3, 2, 9, 9)
+        assert torch.allclose(w.sum(-1), torch.ones(3, 2, 9), atol=1e-5)
+    # The weights path and the fused path give the same logits.
+    assert torch.allclose(logits, logits2, atol=1e-5)
+    assert torch.allclose(loss, loss2, atol=1e-5)
+
+
+def test_untrained_loss_is_near_uniform():
+    model = tiny()
+    x = torch.randint(0, 11, (4, 16))
+    _, loss = model(x, x)
+    assert abs(loss.item() - torch.log(torch.tensor(11.0)).item()) < 0.2
+
+
+def test_future_tokens_do_not_change_the_past():
+    model = tiny()
+    x = torch.randint(0, 11, (1, 12))
+    y = x.clone()
+    y[0, 8:] = (y[0, 8:] + 1) % 11
+    a, b = model(x)[0], model(y)[0]
+    assert torch.allclose(a[0, :8], b[0, :8], atol=1e-6)
+    assert not torch.allclose(a[0, 8:], b[0, 8:], atol=1e-4)
+
+
+def test_too_long_input_is_a_clear_error():
+    with pytest.raises(LslmError, match="block_size is 16"):
+        tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_generate_seed_length_and_context_crop():
+    model = tiny()
+    start = torch.zeros(2, 3, dtype=torch.long)
+    a = model.generate(start, 30, seed=5)  # 33 tokens > block_size: must crop the context
+    b = model.generate(start, 30, seed=5)
+    c = model.generate(start, 30, seed=6)
+    assert a.shape == (2, 33) and torch.equal(a[:, :3], start)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_greedy_equals_argmax_and_top_k_1_and_tiny_top_p():
+    model = tiny()
+    idx = torch.tensor([[1, 2, 3]])
+    greedy = model.generate(idx, 6, temperature=0)
+    by_hand = idx
+    for _ in range(6):
+        by_hand = torch.cat([by_hand, model(by_hand)[0][:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(greedy, by_hand)
+    assert torch.equal(model.generate(idx, 6, top_k=1, seed=0), greedy)
+    assert torch.equal(model.generate(idx, 6, top_p=1e-6, seed=0), greedy)
+
+
+def test_next_token_probs_top_k_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    p = next_token_probs(logits, top_k=2)
+    assert torch.allclose(p, torch.tensor([[0.625, 0.375, 0.0, 0.0]]), atol=1e-6)
+    p = next_token_probs(logits, top_p=0.8)  # 0.5 + 0.3 reaches 0.8: keep two
+    assert torch.allclose(p, torch.tensor([[0.625, 0.375, 0.0, 0.0]]), atol=1e-6)
+    p = next_token_probs(logits, top_p=0.81)  # needs a third token
+    assert (p > 0).sum() == 3
+    hot = next_token_probs(logits, temperature=100.0)
+    assert hot.max() - hot.min() < 0.02  # high temperature flattens
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
+def test_generate_rejects_bad_settings(kw):
+    with pytest.raises(LslmError):
+        tiny().generate(torch.zeros(1, 1, dtype=torch.long), 2, **kw)
