@@ -16,7 +16,6 @@ _EXPORTS = {
     "count_params": "lslm.model",
     "Trainer": "lslm.train",
     "TrainConfig": "lslm.train",
-    "evaluate": "lslm.evaluate",
     "load_model": "lslm.checkpoint",
     "load_corpus": "lslm.data",
     "split_text": "lslm.data",

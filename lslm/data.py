@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 EMBEDDED = "python-docs"
 TINYSHAKESPEARE = "tinyshakespeare"
-TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINYSHAKESPEARE_SIZE = 1_115_394
 DOWNLOAD_TIMEOUT_S = 15
@@ -52,7 +54,8 @@ def python_docs_text() -> str:
         from pydoc_data.topics import topics
     except ImportError:
         raise LslmError(
-            "this Python was installed without pydoc_data: use the tinyshakespeare corpus or a text file of your own"
+            "this Python was installed without pydoc_data: "
+            "use the tinyshakespeare corpus or a text file of your own"
         ) from None
     parts = []
     for key in sorted(topics):  # sorted: the same text on every run
@@ -79,12 +82,15 @@ def _sha256(path: Path) -> str:
 def _checked_copy(path: Path, origin: str) -> Path:
     """``path`` if it is an unmodified tinyshakespeare, else an LslmError naming ``origin``."""
     if not path.is_file():
-        raise LslmError(f"{path} ({origin}) is not a file: give the path to a copy of {TINYSHAKESPEARE_URL}")
+        raise LslmError(
+            f"{path} ({origin}) is not a file: give the path to a copy of {TINYSHAKESPEARE_URL}"
+        )
     got = _sha256(path)
     if got != TINYSHAKESPEARE_SHA256:
         raise LslmError(
-            f"{path} ({origin}) is not tinyshakespeare: its sha256 is {got}, expected {TINYSHAKESPEARE_SHA256} "
-            f"({TINYSHAKESPEARE_SIZE:,} bytes): use an unmodified copy of {TINYSHAKESPEARE_URL}"
+            f"{path} ({origin}) is not tinyshakespeare: its sha256 is {got}, expected "
+            f"{TINYSHAKESPEARE_SHA256} ({TINYSHAKESPEARE_SIZE:,} bytes): "
+            f"use an unmodified copy of {TINYSHAKESPEARE_URL}"
         )
     return path
 
@@ -117,28 +123,35 @@ def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = Tru
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise LslmError(f"cannot create the cache folder {cached.parent} ({_one_line(e)}): set LSLM_CACHE to a "
-                        f"folder you can write, or {_ENV_HINT}") from None
+        raise LslmError(
+            f"cannot create the cache folder {cached.parent} ({_one_line(e)}): "
+            f"set LSLM_CACHE to a folder you can write, or {_ENV_HINT}"
+        ) from None
     _download(url, cached, not_here, where)
     return cached
 
 
 def _download(url: str, dest: Path, not_here: str, where: str) -> None:
     """Fetch ``url`` into ``dest`` via a temp file, keeping it only if the sha256 matches."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = Path(tmp_name)
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+        ):
+            # Stop early on something far too big: it cannot be the right file.
             while size <= 2 * TINYSHAKESPEARE_SIZE and (chunk := response.read(1 << 16)):
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
         if digest.hexdigest() != TINYSHAKESPEARE_SHA256:
             raise LslmError(
-                f"the file downloaded from {url} is not tinyshakespeare (sha256 {digest.hexdigest()}, "
-                f"expected {TINYSHAKESPEARE_SHA256}): {where}"
+                f"the file downloaded from {url} is not tinyshakespeare "
+                f"(sha256 {digest.hexdigest()}, expected {TINYSHAKESPEARE_SHA256}): {where}"
             )
         os.replace(tmp, dest)  # atomic: the cache never holds a partial file
     except LslmError:
@@ -148,9 +161,11 @@ def _download(url: str, dest: Path, not_here: str, where: str) -> None:
     except urllib.error.URLError as e:
         raise LslmError(f"{not_here} ({_one_line(e.reason)}): {where}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # timeouts, resets, bad URLs
-        raise LslmError(f"{not_here} ({_one_line(e) if str(e) else type(e).__name__}): {where}") from None
+        reason = _one_line(e) if str(e) else type(e).__name__
+        raise LslmError(f"{not_here} ({reason}): {where}") from None
     finally:
-        tmp.unlink(missing_ok=True)  # gone already unless something failed
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # gone already unless something failed
 
 
 def _missing(path: Path) -> LslmError:
@@ -166,9 +181,12 @@ def _read_file(path: Path) -> str:
     except FileNotFoundError:
         raise _missing(path) from None
     except OSError as e:
-        raise LslmError(f"cannot read {path} ({_one_line(e.strerror or e)}): check its permissions") from None
+        reason = _one_line(e.strerror or e)
+        raise LslmError(f"cannot read {path} ({reason}): check its permissions") from None
     if b"\0" in raw:  # checked before decoding: UTF-8 text never contains NUL bytes
-        raise LslmError(f"{path} looks binary (it contains NUL bytes; UTF-16 does too): give a UTF-8 text file")
+        raise LslmError(
+            f"{path} looks binary (it contains NUL bytes; UTF-16 does too): give a UTF-8 text file"
+        )
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         text = raw[bom:].decode("utf-8")
@@ -189,7 +207,10 @@ def read_text(path: str | Path) -> str:
     if path.is_dir():
         files = sorted(p for p in path.glob("*.txt") if p.is_file())
         if not files:
-            raise LslmError(f"the folder {path} has no .txt files: put your text in .txt files there, or give one file")
+            raise LslmError(
+                f"the folder {path} has no .txt files: put your text in .txt files there, "
+                "or give one file"
+            )
         return "\n\n".join(_read_file(p) for p in files)
     return _read_file(path)
 
@@ -213,7 +234,9 @@ class Splits:
 
 
 def split_text(text: str, val_frac: float = 0.05, test_frac: float = 0.05) -> Splits:
-    """Cut ``text`` into train (the start), val (next ``val_frac``) and test (the last ``test_frac``).
+    """Cut ``text`` into train (the start), val (the next part) and test (the end).
+
+    ``val_frac`` and ``test_frac`` are the fractions of characters in val and test.
 
     Contiguous rather than shuffled: val and test then hold text the model never saw,
     not sentences overlapping with training ones.
@@ -222,10 +245,14 @@ def split_text(text: str, val_frac: float = 0.05, test_frac: float = 0.05) -> Sp
         if not (isinstance(frac, (int, float)) and math.isfinite(frac) and frac >= 0):
             raise LslmError(f"{name} must be a number >= 0, not {frac!r}")
     if val_frac + test_frac >= 1:
-        raise LslmError(f"val_frac + test_frac is {val_frac + test_frac:g}, which leaves no training text: keep it below 1")
+        raise LslmError(
+            f"val_frac + test_frac is {val_frac + test_frac:g}, which leaves no training text: "
+            "keep it below 1"
+        )
     n_val, n_test = int(len(text) * val_frac), int(len(text) * test_frac)
     n_train = len(text) - n_val - n_test
-    return Splits(train=text[:n_train], val=text[n_train : n_train + n_val], test=text[n_train + n_val :])
+    val_end = n_train + n_val
+    return Splits(train=text[:n_train], val=text[n_train:val_end], test=text[val_end:])
 
 
 def get_batch(
@@ -235,15 +262,23 @@ def get_batch(
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random blocks of ``block_size`` tokens (x) and the same blocks one token later (y)."""
+    """``batch_size`` random blocks of ``block_size`` tokens (x), and each one token later (y).
+
+    x[b, t] is followed by y[b, t] in the text: the target for every position at once.
+    """
     if data.dim() != 1:
-        raise LslmError(f"get_batch needs a 1-D tensor of token ids, not one of shape {tuple(data.shape)}")
+        raise LslmError(
+            f"get_batch needs a 1-D tensor of token ids, not one of shape {tuple(data.shape)}"
+        )
     if batch_size < 1 or block_size < 1:
-        raise LslmError(f"batch_size and block_size must be at least 1 (got {batch_size} and {block_size})")
+        raise LslmError(
+            f"batch_size and block_size must be at least 1 (got {batch_size} and {block_size})"
+        )
     n = len(data)
     if n < block_size + 1:
         raise LslmError(
-            f"the text has {n} tokens but block_size is {block_size}: use a longer corpus or a smaller --block-size"
+            f"the text has {n} tokens but block_size is {block_size}: "
+            "use a longer corpus or a smaller --block-size"
         )
     # Each block needs block_size + 1 tokens (its targets reach one further).
     starts = torch.randint(n - block_size, (batch_size,), generator=generator)

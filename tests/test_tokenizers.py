@@ -120,6 +120,11 @@ def test_pieces_line_up_with_ids(toks, kind):
             assert "".join(pieces).replace("\u2581", " ") == text
 
 
+@pytest.mark.parametrize("kind", SP_KINDS)
+def test_newline_is_one_piece(toks, kind):
+    assert toks[kind].pieces("one\ntwo\n\n").count("\n") == 3
+
+
 def test_bpe_pieces_look_like_sentencepiece(toks):
     pieces = toks["bpe"].pieces("read the documentation of the module")
     assert "\u2581the" in pieces
@@ -161,7 +166,8 @@ def test_too_large_vocab_names_the_largest_that_works(corpus, kind):
     text = corpus[:5_000]
     with pytest.raises(LslmError) as err:
         train_tokenizer(kind, text, 50_000)
-    m = re.fullmatch(r"--vocab-size 50000 is too large for this corpus: the largest that works is (\d+)", one_line(err))
+    expected = r"--vocab-size 50000 is too large for this corpus: the largest that works is (\d+)"
+    m = re.fullmatch(expected, one_line(err))
     assert m, str(err.value)
     largest = int(m[1])
     assert train_tokenizer(kind, text, largest).vocab_size == largest
@@ -186,7 +192,7 @@ def test_too_small_vocab_names_the_smallest_that_works(kind):
 def test_bad_vocab_size_values(bad):
     with pytest.raises(LslmError) as err:
         train_tokenizer("bpe", "some text", bad)
-    assert "--vocab-size" in one_line(err)
+    assert "--vocab-size must be a positive whole number" in one_line(err)
 
 
 def test_char_unknown_characters_are_named():

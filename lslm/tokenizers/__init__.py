@@ -42,13 +42,16 @@ def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Toke
     """Train a tokenizer of ``kind`` on ``text``; ``vocab_size`` is ignored for "char"."""
     if _check_kind(kind) == "char":
         return CharTokenizer.train(text)
-    return SentencePieceTokenizer.train(text, vocab_size or DEFAULT_VOCAB_SIZE, model_type=kind)
+    size = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
+    return SentencePieceTokenizer.train(text, size, model_type=kind)
 
 
 def tokenizer_from_state(state: dict) -> Tokenizer:
     """Rebuild a tokenizer from its ``state()`` (as stored in a checkpoint)."""
     if not isinstance(state, dict) or "kind" not in state:
-        raise LslmError("this is not a tokenizer state (a dict with a 'kind'): save the tokenizer again")
+        raise LslmError(
+            "this is not a tokenizer state (a dict with a 'kind'): save the tokenizer again"
+        )
     if _check_kind(state["kind"]) == "char":
         return CharTokenizer.from_state(state)
     return SentencePieceTokenizer.from_state(state)
@@ -60,8 +63,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise LslmError(f"no tokenizer file at {path}: check the path, or train and save one first") from None
+        raise LslmError(
+            f"no tokenizer file at {path}: check the path, or train and save one first"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         reason = " ".join(str(e).split())
-        raise LslmError(f"cannot read a tokenizer from {path} ({reason}): give a file made by Tokenizer.save") from None
+        raise LslmError(
+            f"cannot read a tokenizer from {path} ({reason}): give a file made by Tokenizer.save"
+        ) from None
     return tokenizer_from_state(state)

@@ -65,7 +65,9 @@ class Tokenizer(ABC):
         try:
             ids = [int(i) for i in ids]
         except (TypeError, ValueError):
-            raise LslmError("decode takes a flat sequence of integer token ids, e.g. [5, 17, 3]") from None
+            raise LslmError(
+                "decode takes a flat sequence of integer token ids, e.g. [5, 17, 3]"
+            ) from None
         n = self.vocab_size
         for i in ids:
             if not 0 <= i < n:

@@ -17,7 +17,9 @@ class CharTokenizer(Tokenizer):
     def __init__(self, chars: Sequence[str]):
         chars = list(chars)
         if not chars or not all(isinstance(c, str) and len(c) == 1 for c in chars):
-            raise LslmError("a char tokenizer needs a non-empty list of single characters: retrain it")
+            raise LslmError(
+                "a char tokenizer needs a non-empty list of single characters: retrain it"
+            )
         if len(set(chars)) != len(chars):
             raise LslmError("a char tokenizer's characters must be distinct: retrain it")
         self.chars = chars

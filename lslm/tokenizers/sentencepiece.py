@@ -19,6 +19,7 @@ from ..errors import LslmError
 from .base import Tokenizer
 
 SP_KINDS = ("bpe", "unigram")
+_CHOICES = ", ".join(SP_KINDS)
 DEFAULT_VOCAB_SIZE = 1000
 # Train on at most this many characters (all of tinyshakespeare fits), so training
 # takes a second or two however large the corpus is.
@@ -51,11 +52,13 @@ class SentencePieceTokenizer(Tokenizer):
 
     def __init__(self, model_proto: bytes, kind: str = "bpe"):
         if kind not in SP_KINDS:
-            raise LslmError(f"unknown sentencepiece kind {kind!r}: use one of {', '.join(SP_KINDS)}")
+            raise LslmError(f"unknown sentencepiece kind {kind!r}: use one of {_CHOICES}")
         try:
             self._sp = spm.SentencePieceProcessor(model_proto=bytes(model_proto))
         except RuntimeError:
-            raise LslmError("these bytes are not a sentencepiece model: train or save the tokenizer again") from None
+            raise LslmError(
+                "these bytes are not a sentencepiece model: train or save the tokenizer again"
+            ) from None
         self.kind = kind
         self.model_proto = bytes(model_proto)
         self._space_ids = [self._sp.piece_to_id(f"<0x{b:02X}>") for b in _SPACE.encode()]
@@ -64,9 +67,9 @@ class SentencePieceTokenizer(Tokenizer):
     def train(
         cls, text: str, vocab_size: int = DEFAULT_VOCAB_SIZE, model_type: str = "bpe"
     ) -> SentencePieceTokenizer:
-        """Train a ``model_type`` ("bpe" or "unigram") model with ``vocab_size`` pieces on ``text``."""
+        """Train a ``model_type`` ("bpe" or "unigram") model of ``vocab_size`` pieces."""
         if model_type not in SP_KINDS:
-            raise LslmError(f"unknown model_type {model_type!r}: use one of {', '.join(SP_KINDS)}")
+            raise LslmError(f"unknown model_type {model_type!r}: use one of {_CHOICES}")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
             raise LslmError(f"--vocab-size must be a positive whole number, not {vocab_size!r}")
         lines = _training_lines(text)
@@ -139,11 +142,17 @@ def _training_lines(text: str) -> list[str]:
 def _training_error(message: str, vocab_size: int) -> LslmError:
     """Turn sentencepiece's multi-line RuntimeError into a one-line LslmError."""
     if m := re.search(r"Please set it to a value <= (\d+)", message):
-        return LslmError(f"--vocab-size {vocab_size} is too large for this corpus: the largest that works is {m[1]}")
+        return LslmError(
+            f"--vocab-size {vocab_size} is too large for this corpus: "
+            f"the largest that works is {m[1]}"
+        )
     if m := re.search(r"smaller than required_chars\. \d+ vs (\d+)", message):
         return LslmError(
-            f"--vocab-size {vocab_size} is too small for this corpus: the smallest that works is {m[1]} "
-            "(256 byte pieces, the special pieces and one per distinct character)"
+            f"--vocab-size {vocab_size} is too small for this corpus: the smallest that works is "
+            f"{m[1]} (256 byte pieces, the special pieces and one per distinct character)"
         )
     detail = " ".join(message.split())[-200:]
-    return LslmError(f"sentencepiece could not train on this text ({detail}): try a longer corpus or another --vocab-size")
+    return LslmError(
+        f"sentencepiece could not train on this text ({detail}): "
+        "try a longer corpus or another --vocab-size"
+    )

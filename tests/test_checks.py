@@ -1,0 +1,34 @@
+"""The "check yourself" helper: right answers pass, wrong ones get a hint and no exception."""
+
+import math
+
+import pytest
+
+from lslm.checks import EXERCISES, check
+from lslm.model import GPTConfig
+
+
+def test_right_answer_passes(capsys):
+    assert check("uniform_loss", math.log(65), vocab_size=65)
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer, words", [(None, "Not answered yet"), (65, "too high"), (0.1, "too low"),
+                                           ("four", "not a number")])
+def test_wrong_or_missing_answers_explain(capsys, answer, words):
+    assert check("uniform_loss", answer, vocab_size=65) is False
+    assert words in capsys.readouterr().out
+
+
+def test_param_count_is_exact():
+    cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
+    c, v, b, n = 128, 65, 64, 4
+    by_hand = v * c + b * c + n * (2 * c + 12 * c * c) + c
+    assert check("param_count", by_hand, config=cfg)
+    assert not check("param_count", by_hand + 1, config=cfg)
+
+
+def test_unknown_exercise_lists_the_known_ones():
+    with pytest.raises(KeyError, match="uniform_loss"):
+        check("nope", 1)
+    assert {"uniform_loss", "param_count"} <= set(EXERCISES)
