@@ -151,3 +151,25 @@ def test_console_script_and_module_exit_codes(tmp_path):
         assert p.returncode == 2
         assert p.stderr.count("\n") == 1 and "no checkpoint at" in p.stderr
         assert "Traceback" not in p.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
+    """A real SIGINT to a real training process: exit 130, checkpoint kept, resume works."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lslm", "train", "--out", str(out), "--corpus", str(corpus), *TINY]
+    args[args.index("--max-iters") + 1] = "1000000"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "ckpt.pt").exists() and time.time() < deadline:  # first periodic checkpoint
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    step = load_checkpoint(out)["step"]
+    assert step >= 6 and f"Interrupted at step {step}" in stdout
+    assert main(["train", "--out", str(out), "--resume", "--max-iters", str(step + 3), "--no-progress"]) == 0
+    assert load_checkpoint(out)["step"] == step + 3
