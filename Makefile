@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 	@echo "lslm is set up in $(VENV)"
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 # Unit tests, then every notebook under nbval, in one pytest run.
 test: setup
