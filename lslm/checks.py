@@ -3,8 +3,8 @@
     from lslm.checks import check
     check("uniform_loss", answer, vocab_size=65)
 
-``check`` prints a verdict a learner can act on and returns True or False; it never
-raises on a wrong answer, so a notebook keeps running while the learner tries again.
+``check`` prints a verdict a learner can act on and returns a ``Verdict`` that is true
+when the answer is right (so ``assert check(...)`` works); it never raises on a wrong answer, so a notebook keeps running while the learner tries again.
 """
 
 from __future__ import annotations
@@ -58,23 +58,90 @@ def _param_count(config) -> int:
     return count_params(config)
 
 
-def check(name: str, answer: Any, **context: Any) -> bool:
+@exercise(
+    "chars_per_token",
+    "How many characters of `text` does one token of this tokenizer cover, on average?",
+    "divide the number of characters in the text by the number of tokens it becomes: "
+    "len(text) / len(tokenizer.encode(text)); a char tokenizer gives exactly 1",
+)
+def _chars_per_token(text: str, tokenizer) -> float:
+    return len(text) / len(tokenizer.encode(text))
+
+
+@exercise(
+    "lr_at_step",
+    "With linear warmup then cosine decay, what is the learning rate at `step` for these "
+    "lr, min_lr, warmup_iters and max_iters?",
+    "during warmup (step < warmup_iters) it is lr * (step + 1) / (warmup_iters + 1); after it, "
+    "progress = (step - warmup_iters) / (max_iters - warmup_iters) and the rate is "
+    "min_lr + 0.5 * (1 + cos(pi * progress)) * (lr - min_lr)",
+)
+def _lr_at_step(step: int, lr: float, min_lr: float, warmup_iters: int, max_iters: int) -> float:
+    from lslm.train import TrainConfig, lr_at
+
+    return lr_at(step, TrainConfig(max_iters=max_iters, lr=lr, min_lr=min_lr, warmup_iters=warmup_iters))
+
+
+@exercise(
+    "bits_per_char",
+    "A character-level model has a loss of `loss` nats per character. How many bits per character is that?",
+    "nats measure with the natural log, bits with log base 2; since ln(x) = log2(x) * ln(2), "
+    "divide the loss by ln(2), about 0.693",
+)
+def _bits_per_char(loss: float) -> float:
+    return loss / math.log(2)
+
+
+@exercise(
+    "attention_weight",
+    "With causal attention, what weight does query number `query` give key number `key`?",
+    "score every key the query may see (itself and earlier positions; later ones get weight 0) "
+    "with q·k / √d_k, then take the softmax of those scores: e^score / (sum of e^score)",
+)
+def _attention_weight(q, k, query: int, key: int) -> float:
+    import torch
+
+    from lslm.attention import attention_weights
+
+    weights = attention_weights(torch.as_tensor(q, dtype=torch.float64),
+                                torch.as_tensor(k, dtype=torch.float64), causal=True)
+    return weights[query, key].item()
+
+
+class Verdict:
+    """The result of ``check``: true when right. It shows nothing itself in a notebook,
+    because ``check`` has already printed what to do next."""
+
+    def __init__(self, right: bool):
+        self.right = right
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __repr__(self) -> str:
+        return f"Verdict(right={self.right})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def check(name: str, answer: Any, **context: Any) -> Verdict:
     """Compare ``answer`` with exercise ``name``'s reference; print why it is right or wrong."""
     if name not in EXERCISES:
         raise KeyError(f"no exercise called {name!r}; there are: {', '.join(sorted(EXERCISES))}")
     ex = EXERCISES[name]
     if answer is None or answer is Ellipsis:
         print(f"Not answered yet. {ex.question}\nHint: {ex.hint}")
-        return False
+        return Verdict(False)
     expected = ex.solve(**context)
     try:
         right = math.isclose(float(answer), float(expected), rel_tol=ex.rel_tol, abs_tol=1e-9)
     except (TypeError, ValueError):
         print(f"Your answer {answer!r} is not a number. {ex.question}")
-        return False
+        return Verdict(False)
     if right:
         print(f"Correct: {answer} ✓")
-        return True
+        return Verdict(True)
     off = "too high" if float(answer) > float(expected) else "too low"
     print(f"Not yet: {answer} is {off}.\nHint: {ex.hint}")
-    return False
+    return Verdict(False)

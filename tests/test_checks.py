@@ -16,7 +16,7 @@ def test_right_answer_passes(capsys):
 @pytest.mark.parametrize("answer, words", [(None, "Not answered yet"), (65, "too high"), (0.1, "too low"),
                                            ("four", "not a number")])
 def test_wrong_or_missing_answers_explain(capsys, answer, words):
-    assert check("uniform_loss", answer, vocab_size=65) is False
+    assert not check("uniform_loss", answer, vocab_size=65)
     assert words in capsys.readouterr().out
 
 
@@ -32,3 +32,15 @@ def test_unknown_exercise_lists_the_known_ones():
     with pytest.raises(KeyError, match="uniform_loss"):
         check("nope", 1)
     assert {"uniform_loss", "param_count"} <= set(EXERCISES)
+
+
+def test_verdict_shows_nothing_more_in_a_notebook(capsys):
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    verdict = check("uniform_loss", 1.0, vocab_size=65)
+    capsys.readouterr()
+    with capture_output() as shown:
+        display(verdict)  # what a notebook does with a cell's last value
+    assert shown.outputs == [] and shown.stdout == ""
+    assert not verdict and check("uniform_loss", math.log(65), vocab_size=65)

@@ -1,0 +1,26 @@
+"""Interactive widgets for the notebooks (ipywidgets + matplotlib, drawn as PNG images).
+
+    from lslm.widgets import TokenExplorer
+    TokenExplorer()          # the last line of a cell shows it
+
+Every widget draws a fresh matplotlib Figure to PNG bytes under its own lock, never
+through pyplot or an Output widget: JupyterLab 4.6 runs widget callbacks on several
+kernel threads at once, and captured inline plots would race. See ``base.PlotWidget``.
+"""
+
+from .attention import AttentionExplorer, previous_token_score
+from .base import PlotWidget
+from .config import ConfigExplorer
+from .sampling import SamplingPlayground
+from .tokens import TokenExplorer
+from .training import TrainingDashboard
+
+__all__ = [
+    "AttentionExplorer",
+    "ConfigExplorer",
+    "PlotWidget",
+    "SamplingPlayground",
+    "TokenExplorer",
+    "TrainingDashboard",
+    "previous_token_score",
+]

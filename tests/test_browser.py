@@ -1,0 +1,218 @@
+"""The notebooks as a learner sees them: JupyterLab in a real, headless Chromium.
+
+Starts JupyterLab on 127.0.0.1, opens notebook 05 in Chromium (Debian's, driven by
+playwright), runs all cells, then checks that the widgets render, and that quick
+changes of the attention explorer's selectors update its picture and no other.
+
+Needs `chromium` (e.g. `apt-get install chromium`) and the `playwright` package (in the
+test extra). Without them this test skips with a message, except where
+LSLM_REQUIRE_BROWSER=1 (CI), where it fails. Screenshots go to $LSLM_SCREENSHOTS
+(the README's come from `LSLM_SCREENSHOTS=docs/screenshots make test`), else to a
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("LSLM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+HOW_TO = ("install Debian's chromium (`sudo apt-get install chromium`) and playwright "
+          "(`pip install playwright`, already in the test extra), or set LSLM_CHROMIUM")
+
+
+def need_browser():
+    """The playwright module, or a skip (a failure where LSLM_REQUIRE_BROWSER=1)."""
+    problem = None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        problem = "the playwright package is missing"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"no chromium at {CHROMIUM}"
+    if problem:
+        if os.environ.get("LSLM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but {problem}: {HOW_TO}")
+        pytest.skip(f"browser test skipped: {problem}; to run it, {HOW_TO}")
+    return sync_api
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_settings(settings: Path) -> None:
+    """Lab settings that keep a headless run from blocking on dialogs or reaching out."""
+    files = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "autoStartDefaultKernel": True,  # else a kernel dialog blocks the page
+            "windowingMode": "none",  # every cell in the DOM, not only the visible ones
+        },
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "checkForUpdates": False, "fetchNews": "false",
+        },
+    }
+    for name, value in files.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a scratch copy of the notebooks."""
+    need_browser()
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    root.mkdir()
+    for nb_path in ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:  # start clean, so "executed" means executed now
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, root / nb_path.name)
+    write_settings(base / "settings")
+    port, token = free_port(), uuid.uuid4().hex
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(base / "server.log", "w")
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start; its log: {(base / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield {"url": url, "token": token, "root": root}
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    sync_api = need_browser()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def screenshots_dir(tmp_path: Path) -> Path:
+    target = Path(os.environ.get("LSLM_SCREENSHOTS") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def open_and_run_all(browser, lab, notebook: str, timeout_s: int = 400):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click("[data-command='runmenu:run-all']")
+    # Done when every code cell shows an execution number (a cell with hidden input shows
+    # no prompt) and the kernel stays idle.
+    all_done = """() => {
+        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+            .map(p => p.textContent.trim()).filter(t => t !== '');
+        return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:?$/.test(t));
+    }"""
+    page.wait_for_function(all_done, timeout=timeout_s * 1000)
+    for _ in range(2):  # idle twice in a row: not a pause between two cells
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=timeout_s * 1000)
+        time.sleep(1.5)
+    assert page.evaluate(all_done)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+    assert not tracebacks, f"{notebook} raised in the browser: {tracebacks[0][:1500]}"
+    return page
+
+
+def img_state(page, widget_class: str) -> dict:
+    """The widget's picture: its src (a new blob URL on every change) and its size."""
+    return page.evaluate(
+        """(cls) => {
+            const imgs = [...document.querySelectorAll('.' + cls + ' img.lslm-image')];
+            return {count: imgs.length, src: imgs.map(i => i.src),
+                    width: imgs.map(i => i.naturalWidth)};
+        }""",
+        widget_class,
+    )
+
+
+def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
+    notebook = "05_evaluation.ipynb"
+    if not (lab["root"] / notebook).exists():
+        pytest.fail(f"notebooks/{notebook} is missing")
+    page = open_and_run_all(browser, lab, notebook)
+    shots = screenshots_dir(tmp_path)
+
+    widgets = ["lslm-attention-explorer", "lslm-training-dashboard", "lslm-sampling-playground"]
+    before = {}
+    for cls in widgets:
+        page.locator(f".{cls} img.lslm-image").first.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "(cls) => { const i = document.querySelector('.' + cls + ' img.lslm-image');"
+            " return i && i.complete && i.naturalWidth > 0; }", arg=cls, timeout=60_000)
+        state = img_state(page, cls)
+        assert state["count"] == 1, f"{cls}: expected one picture, found {state['count']}"
+        before[cls] = state
+        page.locator(f".{cls}").first.screenshot(path=str(shots / f"{cls.removeprefix('lslm-')}.png"))
+    outputs_before = page.locator(".jp-OutputArea-output").count()
+
+    # Quick changes: layer, then head, then the query slider, without waiting in between.
+    explorer = page.locator(".lslm-attention-explorer").first
+    explorer.scroll_into_view_if_needed()
+    explorer.locator(".lslm-control-layer select").select_option(index=1)
+    explorer.locator(".lslm-control-head select").select_option(index=1)
+    handle = explorer.locator(".lslm-control-query .noUi-handle")
+    if handle.count():
+        handle.first.focus()
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function(
+        "([cls, old]) => { const i = document.querySelector('.' + cls + ' img.lslm-image');"
+        " return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
+        arg=["lslm-attention-explorer", before["lslm-attention-explorer"]["src"][0]], timeout=30_000)
+    time.sleep(2)  # let any late (wrong) redraws land before we judge
+
+    after = {cls: img_state(page, cls) for cls in widgets}
+    assert after["lslm-attention-explorer"]["src"] != before["lslm-attention-explorer"]["src"]
+    for cls in widgets:
+        assert after[cls]["count"] == 1, f"{cls} now shows {after[cls]['count']} pictures"
+        assert all(w > 0 for w in after[cls]["width"]), f"{cls} went blank"
+    for cls in widgets[1:]:
+        assert after[cls]["src"] == before[cls]["src"], f"changing the attention explorer redrew {cls}"
+    assert page.locator(".jp-OutputArea-output").count() == outputs_before, "a plot landed as a new output"
+    explorer.screenshot(path=str(shots / "attention-explorer-after.png"))
+    page.screenshot(path=str(shots / "notebook-05.png"), full_page=False)
+    page.close()

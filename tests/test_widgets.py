@@ -1,0 +1,431 @@
+"""The notebook widgets, driven from Python (no browser): controls redraw, errors show, locks hold."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+import torch
+
+from lslm.errors import LslmError
+from lslm.model import GPT, GPTConfig, count_params, next_token_probs
+from lslm.tokenizers import train_tokenizer
+from lslm.train import TrainConfig, Trainer
+from lslm.widgets import (
+    AttentionExplorer,
+    ConfigExplorer,
+    PlotWidget,
+    SamplingPlayground,
+    TokenExplorer,
+    TrainingDashboard,
+    previous_token_score,
+)
+
+from .conftest import RHYME, prepare_data_from_text
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer("char", RHYME)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32))
+
+
+@pytest.fixture
+def attention(model, tok):
+    return AttentionExplorer(model, tok, "Twinkle, twinkle, little star")
+
+
+def changed_picture(widget: PlotWidget, control: str, value) -> None:
+    """Set a control; the picture must be redrawn and differ."""
+    before_png, before_count = widget.png, widget.render_count
+    getattr(widget, control).value = value
+    assert widget.last_error is None, widget.last_error
+    assert widget.render_count == before_count + 1
+    assert widget.png.startswith(PNG_MAGIC)
+    assert widget.png != before_png
+
+
+def classes(w) -> list[str]:
+    return list(w._dom_classes)
+
+
+# ----- base: CSS classes and the static fallback ----------------------------------------
+
+
+def test_css_classes_and_descriptions(attention):
+    assert {"lslm-widget", "lslm-attention-explorer"} <= set(classes(attention.box))
+    assert "lslm-image" in classes(attention.image)
+    assert "lslm-message" in classes(attention.message)
+    for name in ("layer", "head", "query", "view"):
+        control = attention.controls[name]
+        assert control is getattr(attention, name)
+        assert f"lslm-control-{name}" in classes(control)
+        assert control.description
+        assert control in _descendants(attention.box), f"{name} is not in the widget's box"
+
+
+def test_multiword_controls_get_kebab_and_underscore_classes(model, tok):
+    w = SamplingPlayground(model, tok, "Twinkle")
+    for name, kebab in (("top_k", "top-k"), ("max_new_tokens", "max-new-tokens")):
+        assert {f"lslm-control-{kebab}", f"lslm-control-{name}"} <= set(classes(w.controls[name]))
+    assert "lslm-control-generate" in classes(w.generate)
+    assert "lslm-sampling-playground" in classes(w.box)
+
+
+def _descendants(widget) -> list:
+    found = [widget]
+    for child in getattr(widget, "children", ()):
+        found += _descendants(child)
+    return found
+
+
+def test_mimebundle_has_widget_view_and_static_picture(attention):
+    import base64
+
+    bundle = attention._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle
+    assert bundle[WIDGET_VIEW]["model_id"] == attention.box.model_id
+    assert base64.b64decode(bundle["image/png"]) == attention.png
+    assert "AttentionExplorer" in bundle["text/plain"]
+
+
+def test_ipython_display_formatter_uses_the_bundle(attention):
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(attention)
+    assert WIDGET_VIEW in data and "image/png" in data
+
+
+def test_html_only_widget_falls_back_to_html():
+    w = TokenExplorer(corpus=RHYME, vocab_size=300, text="little star")
+    assert w.image is None and w.png == b""
+    bundle = w._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and "image/png" not in bundle
+    assert "lslm-token" in bundle["text/html"]
+
+
+# ----- TokenExplorer ----------------------------------------------------------------------
+
+
+def test_token_explorer_shows_pieces_ids_and_summary():
+    text = "Twinkle, twinkle, little star,\nHow I wonder"
+    w = TokenExplorer(corpus=RHYME, vocab_size=300, text=text)
+    assert w.last_error is None and w.render_count == 1
+    pieces, ids = zip(*w.tokens)
+    tok = w.current_tokenizer()
+    assert tok.kind == "bpe" and tok.vocab_size == 300
+    assert list(ids) == tok.encode(text) and tok.decode(ids) == text
+    assert len(ids) < len(text)  # subwords: fewer tokens than characters
+    page = w.output.value
+    assert page.count('class="lslm-token"') == len(ids)
+    assert f"{len(text)} characters → {len(ids)} tokens ({len(text) / len(ids):.2f} chars/token)" in page
+    assert "↵" in page and "▁" in page  # newline and spaces made visible
+
+
+def test_token_explorer_kind_and_vocab_controls():
+    w = TokenExplorer(corpus=RHYME, vocab_size=300, text="Twinkle, twinkle, little star")
+    bpe_tokens, count = w.tokens, w.render_count
+    w.kind.value = "char"
+    assert w.render_count == count + 1
+    assert w.tokens == [(c, w.current_tokenizer().encode(c)[0]) for c in "Twinkle, twinkle, little star"]
+    assert w.vocab_size.disabled  # a char tokenizer has no vocabulary size to choose
+    w.kind.value = "unigram"  # this small corpus has room for fewer unigram pieces than bpe
+    assert not w.vocab_size.disabled and "largest that works is" in w.last_error
+    w.kind.value = "bpe"
+    assert w.tokens == bpe_tokens  # cached, same tokenizer
+    w.vocab_size.value = 400
+    assert w.current_tokenizer().vocab_size == 400 and w.last_error is None
+
+
+def test_token_explorer_impossible_vocab_size_shows_message():
+    w = TokenExplorer(corpus=RHYME, vocab_size=300, text="little star")
+    before, count = w.tokens, w.render_count
+    w.vocab_size.max = 100_000
+    w.vocab_size.value = 100_000
+    assert "largest that works" in w.message.value and "lslm-error" in w.message.value
+    assert "largest that works" in w.last_error and "--vocab-size" not in w.last_error
+    assert w.tokens == before and w.render_count == count  # the last good view stays
+    w.vocab_size.value = 300
+    assert w.message.value == "" and w.last_error is None
+
+
+def test_token_explorer_char_tokenizer_cannot_encode_unseen_characters():
+    w = TokenExplorer(corpus=RHYME, vocab_size=300)  # the default text has Chinese
+    assert w.last_error is None  # bpe spells unseen characters as bytes
+    assert any(piece.startswith("<0x") for piece, _ in w.tokens)
+    w.kind.value = "char"
+    assert "never saw" in w.message.value
+
+
+def test_token_explorer_with_given_tokenizers(tok):
+    w = TokenExplorer({"letters": tok}, text="a star")
+    assert list(w.kind.options) == ["letters"] and w.vocab_size.disabled
+    assert [i for _, i in w.tokens] == tok.encode("a star")
+    with pytest.raises(LslmError, match="not a Tokenizer"):
+        TokenExplorer({"x": "nope"})
+
+
+# ----- AttentionExplorer --------------------------------------------------------------------
+
+
+def test_attention_weights_are_causal_distributions(attention):
+    t = len(attention.ids)
+    for layer in range(2):
+        heads = [attention.weights(layer, h) for h in range(2)]
+        for w in heads:
+            assert w.shape == (t, t)
+            torch.testing.assert_close(w.sum(dim=-1), torch.ones(t))
+            assert torch.all(w.triu(diagonal=1) == 0)
+        torch.testing.assert_close(attention.weights(layer, "mean"), torch.stack(heads).mean(0))
+
+
+def test_attention_weights_match_the_model(model, tok, attention):
+    ids = torch.tensor([tok.encode("Twinkle, twinkle, little star")])
+    model.eval()
+    with torch.no_grad():
+        expected = model(ids, return_attention=True)[2][1][0, 1]
+    torch.testing.assert_close(attention.weights(1, 1), expected)
+
+
+def test_attention_controls_redraw(attention):
+    assert attention.png.startswith(PNG_MAGIC) and attention.render_count == 1
+    changed_picture(attention, "layer", 1)
+    changed_picture(attention, "head", "mean")
+    changed_picture(attention, "query", 3)
+    changed_picture(attention, "view", "lines")
+    changed_picture(attention, "query", 10)
+    assert "previous-token score" in attention.output.value
+    assert attention.frame["layer"] == 1 and attention.frame["query"] == 10
+
+
+def test_previous_token_score_of_a_previous_token_head():
+    t = 6
+    synthetic = torch.zeros(t, t)
+    synthetic[0, 0] = 1.0
+    synthetic[torch.arange(1, t), torch.arange(0, t - 1)] = 1.0  # all weight on the previous token
+    assert previous_token_score(synthetic) == 1.0
+    uniform = torch.ones(t, t).tril()
+    uniform = uniform / uniform.sum(-1, keepdim=True)
+    assert previous_token_score(uniform) == pytest.approx(sum(1 / (i + 1) for i in range(1, t)) / (t - 1))
+
+
+def test_find_heads_puts_the_previous_token_head_first(attention):
+    t = len(attention.ids)
+    fake = torch.zeros(t, t)
+    fake[0, 0] = 1.0
+    fake[torch.arange(1, t), torch.arange(0, t - 1)] = 1.0
+    attention._attention[1][0] = fake
+    assert attention.previous_token_score(1, 0) == 1.0
+    found = attention.find_heads()
+    assert found[0] == (1, 0, 1.0) and len(found) == 4
+    assert [s for *_, s in found] == sorted((s for *_, s in found), reverse=True)
+    first_token = attention.find_heads(lambda w: float(w[:, 0].mean()))
+    assert first_token[0][2] == max(float(attention.weights(l, h)[:, 0].mean())
+                                    for l in range(2) for h in range(2))
+
+
+def test_attention_bad_arguments(model, tok, attention):
+    with pytest.raises(LslmError, match="layer must be"):
+        attention.weights(2, 0)
+    with pytest.raises(LslmError, match="head must be"):
+        attention.weights(0, 7)
+    with pytest.raises(LslmError, match="never saw"):
+        AttentionExplorer(model, tok, "Ωmega")
+    long = AttentionExplorer(model, tok, RHYME[:50])
+    assert len(long.ids) == 32 and "block_size" in long.message.value and long.last_error is None
+
+
+def test_attention_concurrent_changes_keep_picture_and_state_consistent(model, tok):
+    attention = AttentionExplorer(model, tok, "little star")  # short: quick redraws
+    rng = random.Random(0)
+    t = len(attention.ids)
+    changes = [
+        rng.choice([("layer", rng.randrange(2)), ("head", rng.choice([0, 1, "mean"])),
+                    ("query", rng.randrange(t)), ("view", rng.choice(["heatmap", "lines"]))])
+        for _ in range(20)
+    ]
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def work(mine):
+        try:
+            start.wait()
+            for name, value in mine:
+                getattr(attention, name).value = value
+        except BaseException as e:  # noqa: BLE001 - any failure in a thread fails the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(changes[i::4],)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors and attention.last_error is None
+    state = {n: getattr(attention, n).value for n in ("layer", "head", "query", "view")}
+    assert {n: attention.frame[n] for n in state} == state  # the picture shows the final state
+    shown = attention.png
+    assert attention.image.value == shown
+    attention.redraw()
+    assert attention.png == shown
+
+
+# ----- ConfigExplorer -----------------------------------------------------------------------
+
+
+def test_config_explorer_chart_table_and_config():
+    w = ConfigExplorer(vocab_size=65, block_size=64)
+    assert w.valid and w.png.startswith(PNG_MAGIC)
+    cfg = w.config()
+    assert cfg == GPTConfig(vocab_size=65, block_size=64)
+    assert f"{count_params(cfg):,} parameters" in w.describe()
+    table = w.output.value
+    assert "(1, 4, 64, 32)" in table  # q, k, v: (B, H, T, C/H)
+    assert "(1, 4, 64, 64)" in table  # attention weights: (B, H, T, T)
+    assert "(1, 64, 512)" in table  # MLP hidden: (B, T, 4C)
+    assert "(1, 64, 65)" in table  # logits: (B, T, V)
+    changed_picture(w, "n_layer", 6)
+    changed_picture(w, "bias", False)
+    assert w.config() == GPTConfig(vocab_size=65, block_size=64, n_layer=6, bias=False)
+
+
+def test_config_explorer_invalid_combination_keeps_last_picture():
+    w = ConfigExplorer()
+    w.n_head.value = 4
+    png, count, table = w.png, w.render_count, w.output.value
+    w.n_embd.value = 30
+    assert not w.valid
+    assert "divisible" in w.message.value and "divisible" in w.last_error
+    assert w.png == png and w.image.value == png and w.render_count == count
+    assert w.output.value == table
+    with pytest.raises(LslmError, match="divisible"):
+        w.config()
+    w.n_embd.value = 32
+    assert w.valid and w.message.value == "" and w.config().n_embd == 32
+    w.vocab_size.value = 0
+    assert not w.valid and "vocab_size must be a positive" in w.message.value
+
+
+# ----- TrainingDashboard --------------------------------------------------------------------
+
+
+def test_dashboard_updates_while_training_runs(tok):
+    _, data = prepare_data_from_text(RHYME)
+    tiny = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    live, lazy = TrainingDashboard(every=0), TrainingDashboard(every=1000)
+    seen: list[tuple[int, int, int]] = []
+    cfg = TrainConfig(max_iters=30, batch_size=4, eval_interval=10, eval_iters=2,
+                      warmup_iters=5, progress=False)
+    trainer = Trainer(tiny, tok, data, cfg, callbacks=[
+        live.callback, lazy.callback,
+        lambda tr, rec: seen.append((rec["step"], live.render_count, lazy.render_count)),
+    ])
+    trainer.fit()
+    live_counts = [c for _, c, _ in seen]
+    # every=0: a new picture after every callback, while fit() is still running
+    assert live_counts == list(range(live_counts[0], live_counts[0] + len(seen)))
+    assert len(seen) == 31 and live.png.startswith(PNG_MAGIC)
+    # every=1000: redrawn only after evaluations (steps 0, 10, 20, 30)
+    lazy_steps = [step for (step, _, c), (_, _, prev) in zip(seen[1:], seen) if c > prev]
+    assert lazy_steps == [10, 20, 30]
+    assert live.history["step"] == trainer.history["step"]
+    assert live.history["train_loss"] == trainer.history["train_loss"]
+    assert live.history["val_loss"] == trainer.history["val_loss"]
+    assert live.history is not trainer.history
+    assert "step 30/30" in live.output.value and "val loss" in live.output.value
+
+
+def test_dashboard_update_from_history_and_resume():
+    w = TrainingDashboard()
+    empty_png = w.png
+    history = {
+        "step": [1, 2, 3, 4], "train_loss": [4.0, 3.5, 3.2, 3.0], "lr": [1e-4, 2e-4, 3e-4, 3e-4],
+        "tokens_per_sec": [900.0, 1000.0, 1100.0, 1000.0],
+        "eval_step": [0, 4], "val_loss": [4.2, 3.1], "eval_train_loss": [4.2, 3.0],
+    }
+    w.update_from_history(history)
+    assert w.png != empty_png and w.png.startswith(PNG_MAGIC)
+    assert "train loss 3.0000" in w.output.value and "val loss 3.1000 (at step 4)" in w.output.value
+    history["step"].append(99)
+    assert w.history["step"] == [1, 2, 3, 4]  # its own copy
+
+    class Resumed:  # like Trainer.resume: steps 1-4 in its history already
+        config = TrainConfig(max_iters=10, progress=False)
+
+        def __init__(self):
+            self.history = {k: list(v[:4]) for k, v in history.items()}
+
+        def step_done(self, record):  # what Trainer.fit does before calling back
+            for key in ("step", "train_loss", "lr", "tokens_per_sec"):
+                self.history[key].append(record[key])
+            w.callback(self, record)
+
+    trainer = Resumed()
+    trainer.step_done({"step": 5, "train_loss": 2.9, "lr": 3e-4, "tokens_per_sec": 1000.0})
+    assert w.history["step"] == [1, 2, 3, 4, 5]  # the resumed run's earlier steps are kept
+    trainer.step_done({"step": 6, "train_loss": 2.8, "lr": 3e-4, "tokens_per_sec": 1000.0,
+                       "val_loss": 2.95, "eval_train_loss": 2.8})
+    assert w.history["step"] == [1, 2, 3, 4, 5, 6] and w.history["val_loss"] == [4.2, 3.1, 2.95]
+    assert "step 6/10" in w.output.value
+    with pytest.raises(LslmError, match="every"):
+        TrainingDashboard(every=-1)
+    with pytest.raises(LslmError, match="different lengths"):
+        w.update_from_history({**history, "lr": [1e-4]})
+
+
+# ----- SamplingPlayground -------------------------------------------------------------------
+
+
+def test_sampling_probs_follow_the_controls(model, tok):
+    w = SamplingPlayground(model, tok, "Twinkle, twinkle, little ")
+    ids = torch.tensor([tok.encode("Twinkle, twinkle, little ")])
+    model.eval()
+    with torch.no_grad():
+        logits = model(ids)[0][:, -1]
+    torch.testing.assert_close(w.probs(), next_token_probs(logits)[0])
+    changed_picture(w, "temperature", 0.5)
+    torch.testing.assert_close(w.probs(), next_token_probs(logits, 0.5)[0])
+    changed_picture(w, "top_k", 3)
+    assert int((w.probs() > 0).sum()) == 3 and w.probs().sum().item() == pytest.approx(1.0)
+    assert set(w.probs().nonzero().flatten().tolist()) == set(logits[0].topk(3).indices.tolist())
+    changed_picture(w, "top_k", 0)
+    changed_picture(w, "top_p", 0.2)
+    torch.testing.assert_close(w.probs(), next_token_probs(logits, 0.5, None, 0.2)[0])
+    changed_picture(w, "temperature", 0.0)
+    assert w.probs().max().item() == 1.0 and int(w.probs().argmax()) == int(logits.argmax())
+
+
+def test_sampling_generate_button(model, tok):
+    w = SamplingPlayground(model, tok, "Twinkle")
+    assert w.generation_count == 1 and w.last_text is not None  # once at start
+    first = w.last_text
+    w.max_new_tokens.value = 25
+    w.generate.click()
+    assert w.generation_count == 2 and len(w.last_text) == 25  # char tokenizer: 25 characters
+    assert w.last_text == first[:25]  # same seed and settings: the same sample
+    w.seed.value = 1
+    w.generate.click()
+    assert w.last_text != first[:25]
+    assert "lslm-generation" in w.output.value and "seed 1" in w.output.value
+
+
+def test_sampling_bad_prompt_and_long_prompt(model, tok):
+    w = SamplingPlayground(model, tok, "Twinkle")
+    png, count = w.png, w.render_count
+    w.prompt.value = "Ωmega"
+    assert "never saw" in w.message.value and "never saw" in w.last_error
+    assert w.png == png and w.render_count == count
+    assert w.generate_text() is None and "never saw" in w.message.value
+    w.prompt.value = ""
+    assert "at least one character" in w.message.value
+    w.prompt.value = RHYME[:60]
+    assert w.last_error is None and "lslm-note" in w.message.value and "block_size" in w.message.value
+    assert w.png != png
