@@ -34,13 +34,11 @@ def test_unknown_exercise_lists_the_known_ones():
     assert {"uniform_loss", "param_count"} <= set(EXERCISES)
 
 
-def test_verdict_shows_nothing_more_in_a_notebook(capsys):
-    from IPython.display import display
-    from IPython.utils.capture import capture_output
+def test_verdict_shows_nothing_more_in_a_notebook():
+    from IPython.core.interactiveshell import InteractiveShell
 
+    shell = InteractiveShell.instance()  # formats a cell's last value as a notebook would
     verdict = check("uniform_loss", 1.0, vocab_size=65)
-    capsys.readouterr()
-    with capture_output() as shown:
-        display(verdict)  # what a notebook does with a cell's last value
-    assert shown.outputs == [] and shown.stdout == ""
+    assert shell.display_formatter.format(verdict) == ({}, {})
+    assert shell.display_formatter.format(True)[0]["text/plain"] == "True"  # a bool would show
     assert not verdict and check("uniform_loss", math.log(65), vocab_size=65)
