@@ -216,3 +216,59 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
     explorer.screenshot(path=str(shots / "attention-explorer-after.png"))
     page.screenshot(path=str(shots / "notebook-05.png"), full_page=False)
     page.close()
+
+
+GALLERY = [
+    "from lslm.data import python_docs_text\n"
+    "from lslm.widgets import ConfigExplorer, TokenExplorer\n"
+    "corpus = python_docs_text()[:60_000]",
+    "TokenExplorer(corpus=corpus)",
+    "ConfigExplorer(vocab_size=65, block_size=64)",
+]
+
+
+def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
+    """The two widgets that notebooks 01 and 03 show, in a small scratch notebook."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in GALLERY]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab["root"] / "gallery.ipynb")
+    page = open_and_run_all(browser, lab, "gallery.ipynb", timeout_s=180)
+    shots = screenshots_dir(tmp_path)
+
+    tokens = page.locator(".lslm-token-explorer").first
+    tokens.wait_for(timeout=60_000)
+    first_view = tokens.locator(".lslm-output").inner_text()
+    assert "tokens" in first_view
+    tokens.screenshot(path=str(shots / "token-explorer.png"))
+    # Switch tokenizer: the pieces shown must change (the default text has Chinese in it,
+    # which the char tokenizer of an English corpus cannot encode, so go BPE <-> unigram).
+    kind = tokens.locator(".lslm-control-kind select")
+    kind.select_option("unigram" if kind.input_value() != "unigram" else "bpe")
+    page.wait_for_function(
+        "(old) => { const o = document.querySelector('.lslm-token-explorer .lslm-output');"
+        " return o && o.innerText !== old; }", arg=first_view, timeout=60_000)
+
+    config = page.locator(".lslm-config-explorer").first
+    config.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.lslm-config-explorer img.lslm-image');"
+        " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    config.screenshot(path=str(shots / "config-explorer.png"))
+    # Two quick edits: 6 layers (valid, redraws), then 5 heads for 128 dimensions (invalid).
+    src = img_state(page, "lslm-config-explorer")["src"]
+    for control, value in (("n-layer", "6"), ("n-head", "5")):
+        readout = config.locator(f".lslm-control-{control} .widget-readout").first
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(value)
+        page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => { const m = document.querySelector('.lslm-config-explorer .lslm-message');"
+        " return m && /divisible/.test(m.innerText); }", timeout=30_000)
+    time.sleep(1.5)
+    after = img_state(page, "lslm-config-explorer")
+    assert after["count"] == 1 and after["width"][0] > 0  # the last valid picture stays
+    assert after["src"] != src  # ...and it is the 6-layer one, drawn before the bad edit
+    config.screenshot(path=str(shots / "config-explorer-invalid.png"))
+    page.close()

@@ -1,4 +1,4 @@
-"""The notebook widgets, driven from Python (no browser): controls redraw, errors show, locks hold."""
+"""The notebook widgets driven from Python (no browser): redraws, error messages, locking."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def model(tok):
 
 @pytest.fixture
 def attention(model, tok):
-    return AttentionExplorer(model, tok, "Twinkle, twinkle, little star")
+    return AttentionExplorer(model, tok, "Up above the world")
 
 
 def changed_picture(widget: PlotWidget, control: str, value) -> None:
@@ -88,6 +88,27 @@ def _descendants(widget) -> list:
     return found
 
 
+def test_no_pyplot_and_no_output_widgets():
+    """The subshell race comes from pyplot + Output capture: the widgets must use neither."""
+    import ast
+    from pathlib import Path
+
+    import lslm.widgets
+
+    for path in Path(lslm.widgets.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                names = []
+            assert not any("pyplot" in n or n.endswith(".Output") for n in names), path.name
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("Output", "pyplot"), f"{path.name}:{node.lineno}"
+
+
 def test_mimebundle_has_widget_view_and_static_picture(attention):
     import base64
 
@@ -127,7 +148,8 @@ def test_token_explorer_shows_pieces_ids_and_summary():
     assert len(ids) < len(text)  # subwords: fewer tokens than characters
     page = w.output.value
     assert page.count('class="lslm-token"') == len(ids)
-    assert f"{len(text)} characters → {len(ids)} tokens ({len(text) / len(ids):.2f} chars/token)" in page
+    ratio = len(text) / len(ids)
+    assert f"{len(text)} characters → {len(ids)} tokens ({ratio:.2f} chars/token)" in page
     assert "↵" in page and "▁" in page  # newline and spaces made visible
 
 
@@ -136,7 +158,8 @@ def test_token_explorer_kind_and_vocab_controls():
     bpe_tokens, count = w.tokens, w.render_count
     w.kind.value = "char"
     assert w.render_count == count + 1
-    assert w.tokens == [(c, w.current_tokenizer().encode(c)[0]) for c in "Twinkle, twinkle, little star"]
+    char_tok = w.current_tokenizer()
+    assert w.tokens == [(c, char_tok.encode(c)[0]) for c in "Twinkle, twinkle, little star"]
     assert w.vocab_size.disabled  # a char tokenizer has no vocabulary size to choose
     w.kind.value = "unigram"  # this small corpus has room for fewer unigram pieces than bpe
     assert not w.vocab_size.disabled and "largest that works is" in w.last_error
@@ -189,7 +212,7 @@ def test_attention_weights_are_causal_distributions(attention):
 
 
 def test_attention_weights_match_the_model(model, tok, attention):
-    ids = torch.tensor([tok.encode("Twinkle, twinkle, little star")])
+    ids = torch.tensor([tok.encode("Up above the world")])
     model.eval()
     with torch.no_grad():
         expected = model(ids, return_attention=True)[2][1][0, 1]
@@ -215,7 +238,8 @@ def test_previous_token_score_of_a_previous_token_head():
     assert previous_token_score(synthetic) == 1.0
     uniform = torch.ones(t, t).tril()
     uniform = uniform / uniform.sum(-1, keepdim=True)
-    assert previous_token_score(uniform) == pytest.approx(sum(1 / (i + 1) for i in range(1, t)) / (t - 1))
+    expected = sum(1 / (i + 1) for i in range(1, t)) / (t - 1)  # row i spreads 1 over i+1 keys
+    assert previous_token_score(uniform) == pytest.approx(expected)
 
 
 def test_find_heads_puts_the_previous_token_head_first(attention):
@@ -246,32 +270,34 @@ def test_attention_bad_arguments(model, tok, attention):
 
 def test_attention_concurrent_changes_keep_picture_and_state_consistent(model, tok):
     attention = AttentionExplorer(model, tok, "little star")  # short: quick redraws
-    rng = random.Random(0)
     t = len(attention.ids)
-    changes = [
-        rng.choice([("layer", rng.randrange(2)), ("head", rng.choice([0, 1, "mean"])),
-                    ("query", rng.randrange(t)), ("view", rng.choice(["heatmap", "lines"]))])
-        for _ in range(20)
-    ]
-    start = threading.Barrier(4)
+    choices = {"layer": [0, 1], "head": [0, 1, "mean"], "query": list(range(t)),
+               "view": ["heatmap", "lines"]}
+    rounds = 5  # 4 threads x 5 rounds = 20 changes
+    step = threading.Barrier(4)
     errors: list[BaseException] = []
 
-    def work(mine):
+    def work(name: str, seed: int) -> None:
+        # Each thread owns one control and changes it once per round, all threads at once,
+        # so redraws started by different threads overlap (as on JupyterLab's subshells).
+        rng = random.Random(seed)
+        control = getattr(attention, name)
         try:
-            start.wait()
-            for name, value in mine:
-                getattr(attention, name).value = value
+            for _ in range(rounds):
+                step.wait(timeout=60)
+                control.value = rng.choice([v for v in choices[name] if v != control.value])
         except BaseException as e:  # noqa: BLE001 - any failure in a thread fails the test
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(changes[i::4],)) for i in range(4)]
+    threads = [threading.Thread(target=work, args=(name, i)) for i, name in enumerate(choices)]
     for th in threads:
         th.start()
     for th in threads:
-        th.join(timeout=60)
+        th.join(timeout=120)
     assert not errors and attention.last_error is None
-    state = {n: getattr(attention, n).value for n in ("layer", "head", "query", "view")}
-    assert {n: attention.frame[n] for n in state} == state  # the picture shows the final state
+    assert attention.render_count == 1 + 4 * rounds
+    state = {n: getattr(attention, n).value for n in choices}
+    assert {n: attention.frame[n] for n in choices} == state  # the picture shows the final state
     shown = attention.png
     assert attention.image.value == shown
     attention.redraw()
@@ -427,5 +453,17 @@ def test_sampling_bad_prompt_and_long_prompt(model, tok):
     w.prompt.value = ""
     assert "at least one character" in w.message.value
     w.prompt.value = RHYME[:60]
-    assert w.last_error is None and "lslm-note" in w.message.value and "block_size" in w.message.value
+    assert w.last_error is None
+    assert "lslm-note" in w.message.value and "block_size" in w.message.value
     assert w.png != png
+
+
+def test_sampling_sees_a_model_trained_after_it_was_made(tok):
+    torch.manual_seed(1)
+    fresh = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    w = SamplingPlayground(fresh, tok, "Twinkle")
+    before = w.probs()
+    with torch.no_grad():
+        fresh.lm_head.weight.mul_(5.0)  # any change of the weights
+    w.redraw()
+    assert not torch.allclose(w.probs(), before)

@@ -29,7 +29,9 @@ def previous_token_score(weights: torch.Tensor) -> float:
     token, so the mean runs over the T - 1 entries just below the diagonal.
     """
     if weights.dim() != 2 or weights.size(0) != weights.size(1):
-        raise LslmError(f"previous_token_score needs a square (T, T) matrix, not {tuple(weights.shape)}")
+        raise LslmError(
+            f"previous_token_score needs a square (T, T) matrix, not {tuple(weights.shape)}"
+        )
     if weights.size(0) < 2:
         raise LslmError("a previous-token score needs at least 2 tokens: use a longer text")
     return float(torch.diagonal(weights, offset=-1).float().mean())
@@ -50,7 +52,9 @@ class AttentionExplorer(PlotWidget):
     def __init__(self, model: GPT, tokenizer: Tokenizer, text: str) -> None:
         super().__init__()
         if not isinstance(text, str) or not text:
-            raise LslmError("give AttentionExplorer some text to look at, e.g. 'The cat sat on the mat.'")
+            raise LslmError(
+                "give AttentionExplorer some text to look at, e.g. 'The cat sat on the mat.'"
+            )
         check_vocab(model.config.vocab_size, tokenizer.vocab_size, "the model")
         ids = tokenizer.encode(text)
         if not ids:
@@ -58,7 +62,8 @@ class AttentionExplorer(PlotWidget):
         block = model.config.block_size
         if len(ids) > block:
             self._fixed_notes.append(
-                f"the text has {len(ids)} tokens; showing the first {block} (the model's block_size)"
+                f"the text has {len(ids)} tokens; showing the first {block} "
+                "(the model's block_size)"
             )
             ids = ids[:block]
         self.ids: list[int] = ids
@@ -79,15 +84,17 @@ class AttentionExplorer(PlotWidget):
                              value=t - 1),  # the last token sees the whole text: most to look at
             "query token",
         )
-        self._add_control("view", widgets.ToggleButtons(options=["heatmap", "lines"], value="heatmap"))
+        self._add_control("view", widgets.ToggleButtons(options=["heatmap", "lines"]))
         self._set_children([self.layer, self.head, self.query], self.view)
         self.redraw()
 
     # ----- numbers for notebooks -------------------------------------------------------
     def weights(self, layer: int, head: int | str) -> torch.Tensor:
-        """The (T, T) attention weights of ``layer`` and ``head`` (``"mean"``: averaged over heads)."""
+        """The (T, T) attention weights of ``layer`` and ``head`` (``"mean"``: head average)."""
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layer:
-            raise LslmError(f"layer must be a whole number from 0 to {self.n_layer - 1}, got {layer!r}")
+            raise LslmError(
+                f"layer must be a whole number from 0 to {self.n_layer - 1}, got {layer!r}"
+            )
         per_head = self._attention[layer]
         if head == MEAN or head == "mean of heads":
             return per_head.mean(dim=0)

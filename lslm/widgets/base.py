@@ -57,7 +57,7 @@ def kebab(name: str) -> str:
 
 
 def visible(piece: str) -> str:
-    """A token piece with its invisible characters made visible: ``▁`` space, ``↵`` newline, ``⇥`` tab."""
+    """A token piece with invisible characters shown: ``▁`` space, ``↵`` newline, ``⇥`` tab."""
     piece = piece.replace(" ", "▁").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
     return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m[0]):02x}", piece)
 
@@ -114,7 +114,8 @@ def error_html(message: str) -> str:
 
 
 def note_html(message: str) -> str:
-    return f'<div class="lslm-note" style="color:#555">ℹ {html.escape(message, quote=False)}</div>'
+    text = html.escape(message, quote=False)
+    return f'<div class="lslm-note" style="color:#555">ℹ {text}</div>'
 
 
 def figure_png(fig: Figure, dpi: float) -> bytes:
@@ -196,7 +197,7 @@ class PlotWidget:
         return control
 
     def _set_children(self, *rows: widgets.Widget | list[widgets.Widget]) -> None:
-        """Lay out ``rows`` (a widget, or a list shown side by side), then message, image, output."""
+        """Lay out ``rows`` (a widget, or a list side by side), then message, image, output."""
         children: list[widgets.Widget] = []
         for row in rows:
             children.append(widgets.HBox(list(row)) if isinstance(row, (list, tuple)) else row)

@@ -133,7 +133,8 @@ class ConfigExplorer(PlotWidget):
             for x in ("stage", "computed as", "shape", f"for B=1, T={t:,}, C={d:,}, H={h}, V={v:,}")
         )
         body = "".join(
-            "<tr>" + "".join(f"<td {cell}>{html.escape(x, quote=False)}</td>" for x in row) + "</tr>"
+            "<tr>" + "".join(f"<td {cell}>{html.escape(x, quote=False)}</td>" for x in row)
+            + "</tr>"
             for row in rows
         )
         return (

@@ -44,7 +44,6 @@ class SamplingPlayground(PlotWidget):
         self.model = model
         self.tokenizer = tokenizer
         vocab = tokenizer.vocab_size
-        self._logits_cache: tuple[tuple[int, ...], torch.Tensor] | None = None
         self.generation_count = 0
         self.last_text: str | None = None
 
@@ -95,7 +94,9 @@ class SamplingPlayground(PlotWidget):
     def _prompt_ids(self) -> list[int]:
         prompt = self.prompt.value
         if not prompt:
-            raise LslmError("type a prompt of at least one character: the model predicts what follows it")
+            raise LslmError(
+                "type a prompt of at least one character: the model predicts what follows it"
+            )
         ids = self.tokenizer.encode(prompt)  # LslmError for characters it cannot encode
         if not ids:
             raise LslmError("the prompt encodes to no tokens: type some text")
@@ -111,19 +112,16 @@ class SamplingPlayground(PlotWidget):
         return ids[-block:]
 
     def _last_logits(self, context: list[int]) -> torch.Tensor:
-        # Moving a slider does not change the logits: run the model only for a new prompt.
-        key = tuple(context)
-        if self._logits_cache is None or self._logits_cache[0] != key:
-            device = next(self.model.parameters()).device
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                with torch.no_grad():
-                    logits = self.model(torch.tensor([context], device=device))[0][0, -1]
-            finally:
-                self.model.train(was_training)
-            self._logits_cache = (key, logits.float().cpu())
-        return self._logits_cache[1]
+        # Run the model every time (no cache): it may have been trained since the last call.
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                logits = self.model(torch.tensor([context], device=device))[0][0, -1]
+        finally:
+            self.model.train(was_training)
+        return logits.float().cpu()
 
     def prepare(self) -> dict[str, Any]:
         settings = self._settings()
@@ -188,8 +186,10 @@ class SamplingPlayground(PlotWidget):
                 f"\n(before top-k/top-p: {rest_before:.1%})", transform=ax.transAxes,
                 ha="right", va="top", fontsize=8, color="#555")
         tail = visible(self.tokenizer.decode(f["context"]))[-30:]
-        ax.set_title(f"next token after “…{plot_label(tail, 30)}”  ·  {self.settings_text()}",
-                     fontsize=10, **text_kw())
+        ax.set_title(
+            f"next token after “…{plot_label(tail, 30)}”  ·  {self.settings_text()}",
+            fontsize=10, **text_kw(),
+        )
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
 

@@ -91,7 +91,7 @@ class TokenExplorer(PlotWidget):
         self.vocab_size.disabled = not self._uses_slider(self.kind.value)
 
     def current_tokenizer(self) -> Tokenizer:
-        """The tokenizer the controls select (trained now if not cached); LslmError if impossible."""
+        """The tokenizer the controls select (trained now if needed); LslmError if impossible."""
         with self._lock:
             return self._tokenizer(self.kind.value, self.vocab_size.value)
 
@@ -107,7 +107,8 @@ class TokenExplorer(PlotWidget):
                 self._cache[key] = LslmError(str(e).replace("--vocab-size", "vocab size"))
         found = self._cache[key]
         if isinstance(found, LslmError):
-            raise LslmError(str(found))  # a fresh one: re-raising the stored one grows its traceback
+            # A fresh exception: re-raising the stored one would grow its traceback each time.
+            raise LslmError(str(found))
         return found
 
     # ----- drawing ---------------------------------------------------------------------

@@ -113,9 +113,11 @@ class TrainingDashboard(PlotWidget):
         fig.subplots_adjust(left=0.05, right=0.985, bottom=0.15, top=0.8, wspace=0.25)
         steps = h["step"]
         if steps:
-            loss_ax.plot(steps, h["train_loss"], color="C0", alpha=0.3, lw=0.8, label="train (each step)")
+            loss_ax.plot(steps, h["train_loss"], color="C0", alpha=0.3, lw=0.8,
+                         label="train (each step)")
             if len(steps) > 5:
-                loss_ax.plot(steps, ema(h["train_loss"]), color="C0", lw=1.5, label="train (smoothed)")
+                loss_ax.plot(steps, ema(h["train_loss"]), color="C0", lw=1.5,
+                             label="train (smoothed)")
             lr_ax.plot(steps, h["lr"], color="C2")
             speed_ax.plot(steps, h["tokens_per_sec"], color="C4", alpha=0.3, lw=0.8)
             speed_ax.plot(steps, ema(h["tokens_per_sec"]), color="C4", lw=1.5)
