@@ -190,15 +190,12 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
         page.locator(f".{cls}").first.screenshot(path=str(shots / f"{cls.removeprefix('lslm-')}.png"))
     outputs_before = page.locator(".jp-OutputArea-output").count()
 
-    # Quick changes: layer, then head, then the query slider, without waiting in between.
+    # Quick changes: layer, then head, then the query token, without waiting in between.
     explorer = page.locator(".lslm-attention-explorer").first
     explorer.scroll_into_view_if_needed()
     explorer.locator(".lslm-control-layer select").select_option(index=1)
     explorer.locator(".lslm-control-head select").select_option(index=1)
-    handle = explorer.locator(".lslm-control-query .noUi-handle")
-    if handle.count():
-        handle.first.focus()
-        page.keyboard.press("ArrowLeft")
+    explorer.locator(".lslm-control-query select").select_option(index=1)
     page.wait_for_function(
         "([cls, old]) => { const i = document.querySelector('.' + cls + ' img.lslm-image');"
         " return i && i.src !== old && i.complete && i.naturalWidth > 0; }",

@@ -430,8 +430,8 @@ def test_sampling_probs_follow_the_controls(model, tok):
 
 
 def test_sampling_generate_button(model, tok):
-    w = SamplingPlayground(model, tok, "Twinkle")
-    assert w.generation_count == 1 and w.last_text is not None  # once at start
+    w = SamplingPlayground(model, tok, "Twinkle", max_new_tokens=40)
+    assert w.generation_count == 1 and len(w.last_text) == 40  # once at start
     first = w.last_text
     w.max_new_tokens.value = 25
     w.generate.click()

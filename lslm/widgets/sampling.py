@@ -31,15 +31,22 @@ class SamplingPlayground(PlotWidget):
     The chart shows the ~15 likeliest next tokens: blue bars are the distribution that
     is actually sampled from (after temperature, top-k and top-p, renormalised), grey
     hatched bars are tokens that top-k/top-p cut, at their probability before the cut.
-    ``generate`` (the button) samples a continuation with the same settings and seed.
+    ``generate`` (the button) samples a continuation with the same settings and seed;
+    one is sampled at the start, ``max_new_tokens`` long (the slider's first value).
     """
 
     widget_name = "sampling-playground"
     has_output = True
     figsize = (8.0, 3.6)
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer, prompt: str = "The ") -> None:
+    def __init__(
+        self, model: GPT, tokenizer: Tokenizer, prompt: str = "The ", max_new_tokens: int = 200
+    ) -> None:
         super().__init__()
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not (
+            1 <= max_new_tokens <= 1000
+        ):
+            raise LslmError(f"max_new_tokens must be from 1 to 1000, got {max_new_tokens!r}")
         check_vocab(model.config.vocab_size, tokenizer.vocab_size, "the model")
         self.model = model
         self.tokenizer = tokenizer
@@ -60,7 +67,7 @@ class SamplingPlayground(PlotWidget):
         )
         self._add_control("seed", widgets.IntText(value=0), redraw=False)
         self._add_control(
-            "max_new_tokens", widgets.IntSlider(value=200, min=1, max=1000), "new tokens",
+            "max_new_tokens", widgets.IntSlider(value=max_new_tokens, min=1, max=1000), "new tokens",
             redraw=False,
         )
         self._add_control(
