@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled code, ...
+    except pickle.UnpicklingError:
+        if not zipfile.is_zipfile(file):  # not torch's format at all: damaged bytes
+            raise LslmError(
+                f"{file} is not a readable lslm checkpoint (truncated or corrupt): "
+                "retrain, or resume from an earlier copy"
+            ) from None
+        # weights_only refused something that is not a tensor or a plain value.
+        raise LslmError(
+            f"{file} holds pickled objects (which could run code), not only tensors: lslm will "
+            "not load it; use a checkpoint written by lslm, or retrain"
+        ) from None
+    except Exception as e:  # truncated zip, random bytes, ...
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise LslmError(
             f"{file} is not a readable lslm checkpoint (truncated or corrupt: {reason}); "

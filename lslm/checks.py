@@ -79,12 +79,14 @@ def _chars_per_token(text: str, tokenizer) -> float:
 def _lr_at_step(step: int, lr: float, min_lr: float, warmup_iters: int, max_iters: int) -> float:
     from lslm.train import TrainConfig, lr_at
 
-    return lr_at(step, TrainConfig(max_iters=max_iters, lr=lr, min_lr=min_lr, warmup_iters=warmup_iters))
+    config = TrainConfig(max_iters=max_iters, lr=lr, min_lr=min_lr, warmup_iters=warmup_iters)
+    return lr_at(step, config)
 
 
 @exercise(
     "bits_per_char",
-    "A character-level model has a loss of `loss` nats per character. How many bits per character is that?",
+    "A character-level model has a loss of `loss` nats per character. "
+    "How many bits per character is that?",
     "nats measure with the natural log, bits with log base 2; since ln(x) = log2(x) * ln(2), "
     "divide the loss by ln(2), about 0.693",
 )

@@ -202,6 +202,13 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
         arg=["lslm-attention-explorer", before["lslm-attention-explorer"]["src"][0]], timeout=30_000)
     time.sleep(2)  # let any late (wrong) redraws land before we judge
 
+    # The caption drawn with the picture names the layer and head the selectors show now.
+    chosen = [explorer.locator(f".lslm-control-{c} select").evaluate("s => s.options[s.selectedIndex].text")
+              for c in ("layer", "head")]
+    expected = f"layer {chosen[0]}, head {chosen[1]}:"
+    page.wait_for_function(
+        "(want) => { const s = document.querySelector('.lslm-attention-explorer .lslm-summary');"
+        " return s && s.innerText.startsWith(want); }", arg=expected, timeout=30_000)
     after = {cls: img_state(page, cls) for cls in widgets}
     assert after["lslm-attention-explorer"]["src"] != before["lslm-attention-explorer"]["src"]
     for cls in widgets:
