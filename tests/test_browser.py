@@ -136,14 +136,17 @@ def screenshots_dir(tmp_path: Path) -> Path:
 
 def open_and_run_all(browser, lab, notebook: str, timeout_s: int = 400):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    # ?reset: a fresh workspace, so notebooks opened by an earlier test are not restored.
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?reset&token={lab['token']}")
     page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click("[data-command='runmenu:run-all']")
     # Done when every code cell shows an execution number (a cell with hidden input shows
     # no prompt) and the kernel stays idle.
     all_done = """() => {
-        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+        const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+        if (!panel) return false;
+        const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
             .map(p => p.textContent.trim()).filter(t => t !== '');
         return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:?$/.test(t));
     }"""
@@ -156,6 +159,15 @@ def open_and_run_all(browser, lab, notebook: str, timeout_s: int = 400):
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, f"{notebook} raised in the browser: {tracebacks[0][:1500]}"
     return page
+
+
+def shoot(page, locator, path: Path) -> None:
+    """Screenshot one widget whole: grow the window to fit it first (the notebook scrolls)."""
+    height = int(locator.evaluate("e => e.getBoundingClientRect().height"))
+    page.set_viewport_size({"width": 1400, "height": max(1000, height + 300)})
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def img_state(page, widget_class: str) -> dict:
@@ -187,12 +199,14 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
         state = img_state(page, cls)
         assert state["count"] == 1, f"{cls}: expected one picture, found {state['count']}"
         before[cls] = state
-        page.locator(f".{cls}").first.screenshot(path=str(shots / f"{cls.removeprefix('lslm-')}.png"))
+        if cls != "lslm-attention-explorer":  # that one is photographed after the clicks
+            shoot(page, page.locator(f".{cls}").first, shots / f"{cls.removeprefix('lslm-')}.png")
     outputs_before = page.locator(".jp-OutputArea-output").count()
 
-    # Quick changes: layer, then head, then the query token, without waiting in between.
+    # Quick changes: view, layer, head, then the query token, without waiting in between.
     explorer = page.locator(".lslm-attention-explorer").first
     explorer.scroll_into_view_if_needed()
+    explorer.locator(".lslm-control-view button", has_text="heatmap").click()
     explorer.locator(".lslm-control-layer select").select_option(index=1)
     explorer.locator(".lslm-control-head select").select_option(index=1)
     explorer.locator(".lslm-control-query select").select_option(index=1)
@@ -217,8 +231,7 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
     for cls in widgets[1:]:
         assert after[cls]["src"] == before[cls]["src"], f"changing the attention explorer redrew {cls}"
     assert page.locator(".jp-OutputArea-output").count() == outputs_before, "a plot landed as a new output"
-    explorer.screenshot(path=str(shots / "attention-explorer-after.png"))
-    page.screenshot(path=str(shots / "notebook-05.png"), full_page=False)
+    shoot(page, explorer, shots / "attention-explorer.png")
     page.close()
 
 
@@ -244,7 +257,7 @@ def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
     tokens.wait_for(timeout=60_000)
     first_view = tokens.locator(".lslm-output").inner_text()
     assert "tokens" in first_view
-    tokens.screenshot(path=str(shots / "token-explorer.png"))
+    shoot(page, tokens, shots / "token-explorer.png")
     # Switch tokenizer: the pieces shown must change (the default text has Chinese in it,
     # which the char tokenizer of an English corpus cannot encode, so go BPE <-> unigram).
     kind = tokens.locator(".lslm-control-kind select")
@@ -258,7 +271,7 @@ def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
     page.wait_for_function(
         "() => { const i = document.querySelector('.lslm-config-explorer img.lslm-image');"
         " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
-    config.screenshot(path=str(shots / "config-explorer.png"))
+    shoot(page, config, shots / "config-explorer.png")
     # Two quick edits: 6 layers (valid, redraws), then 5 heads for 128 dimensions (invalid).
     src = img_state(page, "lslm-config-explorer")["src"]
     for control, value in (("n-layer", "6"), ("n-head", "5")):
@@ -274,5 +287,5 @@ def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
     after = img_state(page, "lslm-config-explorer")
     assert after["count"] == 1 and after["width"][0] > 0  # the last valid picture stays
     assert after["src"] != src  # ...and it is the 6-layer one, drawn before the bad edit
-    config.screenshot(path=str(shots / "config-explorer-invalid.png"))
+    shoot(page, config, Path(tmp_path) / "config-explorer-invalid.png")
     page.close()
