@@ -2,7 +2,8 @@
 
 Starts JupyterLab on 127.0.0.1, opens notebook 05 in Chromium (Debian's, driven by
 playwright), runs all cells, then checks that the widgets render, and that quick
-changes of the attention explorer's selectors update its picture and no other.
+changes of the attention explorer's selectors and a playground slider update those
+pictures and no other.
 
 Needs `chromium` (e.g. `apt-get install chromium`) and the `playwright` package (in the
 test extra). Without them this test skips with a message, except where
@@ -210,6 +211,13 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
     explorer.locator(".lslm-control-layer select").select_option(index=1)
     explorer.locator(".lslm-control-head select").select_option(index=1)
     explorer.locator(".lslm-control-query select").select_option(index=1)
+    # ...and at once a slider of another widget: the playground's temperature.
+    playground = page.locator(".lslm-sampling-playground").first
+    readout = playground.locator(".lslm-control-temperature .widget-readout").first
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0.5")
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "([cls, old]) => { const i = document.querySelector('.' + cls + ' img.lslm-image');"
         " return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
@@ -223,13 +231,20 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
     page.wait_for_function(
         "(want) => { const s = document.querySelector('.lslm-attention-explorer .lslm-summary');"
         " return s && s.innerText.startsWith(want); }", arg=expected, timeout=30_000)
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('.lslm-sampling-playground img.lslm-image');"
+        " return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
+        arg=before["lslm-sampling-playground"]["src"][0], timeout=30_000)
+    time.sleep(2)
     after = {cls: img_state(page, cls) for cls in widgets}
     assert after["lslm-attention-explorer"]["src"] != before["lslm-attention-explorer"]["src"]
+    assert after["lslm-sampling-playground"]["src"] != before["lslm-sampling-playground"]["src"]
+    assert readout.inner_text().strip() == "0.50"
     for cls in widgets:
         assert after[cls]["count"] == 1, f"{cls} now shows {after[cls]['count']} pictures"
         assert all(w > 0 for w in after[cls]["width"]), f"{cls} went blank"
-    for cls in widgets[1:]:
-        assert after[cls]["src"] == before[cls]["src"], f"changing the attention explorer redrew {cls}"
+    assert after["lslm-training-dashboard"]["src"] == before["lslm-training-dashboard"]["src"], \
+        "changing the explorer and the playground redrew the training dashboard"
     assert page.locator(".jp-OutputArea-output").count() == outputs_before, "a plot landed as a new output"
     shoot(page, explorer, shots / "attention-explorer.png")
     page.close()
