@@ -39,6 +39,7 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs
