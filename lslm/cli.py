@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=float)
     t.add_argument("--batch-size", type=int, default=12)
     t.add_argument("--max-iters", type=int, default=2000)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=1e-3,
+                   help="peak learning rate, after 100 warmup steps; it decays to lr/10")
     t.add_argument("--eval-interval", type=int, default=250)
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

@@ -46,6 +46,7 @@ def tiny_config():
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_determinism():
+def _seed_torch():
+    """Every test starts from the same global random state."""
     torch.manual_seed(0)
     yield
