@@ -39,57 +39,170 @@ def causal_mask(t: int, device: torch.device | str | None = None) -> torch.Tenso
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
 
 
-def attention_weights(q: torch.Tensor, k: torch.Tensor, causal: bool = True) -> torch.Tensor:
-    """softmax(QKᵀ/√d_k) over the last two dims, with future keys masked out if ``causal``."""
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, causal: bool = True, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softmax(QKᵀ/√d_k) over the last two dims.
+
+    ``causal`` hides future keys. When there are fewer queries than keys (generation with
+    a cache), the queries are the last positions. ``key_mask`` (batch, keys), True for
+    real tokens, hides padding.
+    """
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
-    if causal:
-        t_q, t_k = q.size(-2), k.size(-2)
-        mask = causal_mask(t_k, q.device)[t_k - t_q :]
+    allowed = _allowed(q.size(-2), k.size(-2), causal, key_mask, q.device)
+    if allowed is not None:
         # -inf gives exactly zero weight after softmax.
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~allowed, float("-inf"))
     return F.softmax(scores, dim=-1)
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention.
+def _allowed(
+    t_q: int, t_k: int, causal: bool, key_mask: torch.Tensor | None, device
+) -> torch.Tensor | None:
+    """The boolean "may look" mask, broadcastable to (batch, heads, t_q, t_k), or None."""
+    allowed = None
+    if causal and t_q > 1:
+        allowed = causal_mask(t_k, device)[t_k - t_q :]
+    if key_mask is not None:
+        keys = key_mask[:, None, None, :].bool()
+        allowed = keys if allowed is None else allowed & keys
+    return allowed
 
-    ``forward(x, return_weights=True)`` also returns the attention weights, shape
-    (batch, heads, time, time), for the widgets. Otherwise it takes the fused fast path.
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    key_mask: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Heads of shape (batch, heads, time, head_size) in, mixed values out.
+
+    With ``return_weights`` it goes step by step so the weights can be returned and
+    drawn; otherwise it takes torch's fused kernel, which is faster and leaner.
+    """
+    if return_weights:
+        weights = attention_weights(q, k, causal, key_mask)
+        return F.dropout(weights, dropout) @ v, weights
+    if key_mask is None and (not causal or q.size(-2) == k.size(-2)):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal), None
+    mask = _allowed(q.size(-2), k.size(-2), causal, key_mask, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
+
+
+class KVCache:
+    """The keys and values of every token seen so far, one pair per layer.
+
+    Generating token t+1 needs the keys and values of tokens 1..t in every layer. They
+    never change (attention is causal), so each step computes them for the new token only
+    and appends them here, instead of re-running the whole context.
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_layer: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        """How many positions are cached."""
+        return 0 if self.keys[0] is None else self.keys[0].size(-2)
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's keys and values for ``layer``; return all of them so far."""
+        if self.keys[layer] is not None:
+            k = torch.cat((self.keys[layer], k), dim=-2)
+            v = torch.cat((self.values[layer], v), dim=-2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: every token builds a query, a key and a value.
+
+    ``causal=True`` lets a token look only at itself and earlier tokens (a decoder, the
+    GPT); ``causal=False`` lets it look both ways (an encoder). ``forward`` returns
+    ``(y, weights)``; ``weights`` has shape (batch, heads, time, time) when asked for with
+    ``return_weights=True``, else None.
+    """
+
+    def __init__(
+        self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = False
+    ):
         super().__init__()
         if n_embd % n_head != 0:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
         self.n_head = n_head
         self.n_embd = n_embd
+        self.causal = causal
         # One matrix makes Q, K and V for every head at once.
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
-        self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, heads, T, head_size)."""
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T, C) -> q, k, v each (B, heads, T, head_size)."""
-        b, t, c = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        shape = (b, t, self.n_head, c // self.n_head)
-        return tuple(z.view(shape).transpose(1, 2) for z in (q, k, v))  # type: ignore[return-value]
+        return self.heads(q), self.heads(k), self.heads(v)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, heads, T, head_size) -> (B, T, C), heads side by side, then the output projection."""
+        b, _, t, _ = y.shape
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(b, t, self.n_embd)))
 
     def forward(
-        self, x: torch.Tensor, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        cache: tuple[KVCache, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b, t, c = x.shape
+        """``cache=(kv_cache, layer)`` reuses the keys and values of earlier tokens."""
         q, k, v = self.split_heads(x)
-        if return_weights:
-            weights = attention_weights(q, k, causal=True)
-            y = self.attn_dropout(weights) @ v
-        else:
-            weights = None
-            y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-            )
-        y = y.transpose(1, 2).contiguous().view(b, t, c)  # heads side by side again
-        return self.resid_dropout(self.c_proj(y)), weights
+        if cache is not None:
+            k, v = cache[0].extend(cache[1], k, v)
+        dropout = self.dropout if self.training else 0.0
+        y, weights = attend(q, k, v, self.causal, key_mask, dropout, return_weights)
+        return self.merge(y), weights
+
+
+class CausalSelfAttention(SelfAttention):
+    """Self-attention that never looks ahead: the kind a GPT uses."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__(n_embd, n_head, dropout, bias, causal=True)
+
+
+class CrossAttention(SelfAttention):
+    """Queries from one sequence, keys and values from another (the encoder's output).
+
+    This is how a translation decoder looks at the source sentence: its weights, of
+    shape (batch, heads, target time, source time), are the alignment between the two.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__(n_embd, n_head, dropout, bias, causal=False)
+        # Replace the fused QKV projection: queries and keys/values come from different inputs.
+        del self.c_attn
+        self.q_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.kv_proj = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = self.heads(self.q_proj(x))
+        k, v = (self.heads(z) for z in self.kv_proj(memory).split(self.n_embd, dim=2))
+        dropout = self.dropout if self.training else 0.0
+        y, weights = attend(q, k, v, False, memory_mask, dropout, return_weights)
+        return self.merge(y), weights

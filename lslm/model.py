@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lslm.attention import CausalSelfAttention
+from lslm.attention import CausalSelfAttention, KVCache
 from lslm.errors import LslmError
 
 
@@ -29,6 +29,7 @@ class GPTConfig:
     n_embd: int = 128  # hidden size: the width of the residual stream
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    gelu_approx: str = "none"  # "tanh" is GPT-2's own GELU (needed to load its weights)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -41,6 +42,8 @@ class GPTConfig:
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
                 f"n_embd/n_head dimensions, so pick n_embd a multiple of n_head (e.g. {near})"
             )
+        if self.gelu_approx not in ("none", "tanh"):
+            raise LslmError(f'gelu_approx must be "none" or "tanh", got {self.gelu_approx!r}')
         if not 0.0 <= self.dropout < 1.0:
             raise LslmError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -102,9 +105,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.gelu_approx = config.gelu_approx
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu_approx)))
 
 
 class Block(nn.Module):
@@ -118,10 +122,10 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, return_weights: bool = False
+        self, x: torch.Tensor, return_weights: bool = False, cache: tuple[KVCache, int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # Pre-LayerNorm: normalise the input of each sub-layer, keep the residual stream raw.
-        a, weights = self.attn(self.ln_1(x), return_weights=return_weights)
+        a, weights = self.attn(self.ln_1(x), return_weights=return_weights, cache=cache)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -159,11 +163,44 @@ class GPT(nn.Module):
         """Parameters counted once each (the tied head is not counted twice)."""
         return sum(p.numel() for p in self.parameters())
 
+    @classmethod
+    def from_pretrained(cls, path) -> "GPT":
+        """Load GPT-2-family weights from a local Hugging Face checkpoint folder."""
+        from lslm.hf import from_pretrained
+
+        return from_pretrained(path)
+
+    def features(
+        self, idx: torch.Tensor, return_attention: bool = False, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, list | None]:
+        """The final hidden states (batch, time, n_embd), after the last LayerNorm.
+
+        The LM head turns them into next-token logits; a task head (a classifier, an
+        answer-span pointer) can read them instead. With ``return_attention`` the second
+        value is one (batch, heads, time, time) tensor per layer, else None. A ``cache``
+        holds the keys and values of earlier tokens, so ``idx`` may be only the new ones.
+        """
+        b, t = idx.shape
+        start = len(cache) if cache is not None else 0
+        if start + t > self.config.block_size:
+            raise LslmError(
+                f"the input has {start + t} tokens but the model's block_size is "
+                f"{self.config.block_size}: crop it to the last block_size tokens"
+            )
+        pos = torch.arange(start, start + t, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        attention = []
+        for i, block in enumerate(self.blocks):
+            x, weights = block(x, return_attention, None if cache is None else (cache, i))
+            attention.append(weights)
+        return self.ln_f(x), (attention if return_attention else None)
+
     def forward(
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         return_attention: bool = False,
+        cache: KVCache | None = None,
     ):
         """Logits for the next token at every position, and the loss if ``targets`` are given.
 
@@ -171,19 +208,8 @@ class GPT(nn.Module):
         ``return_attention=True``, where ``attention`` is a list with one
         (batch, heads, time, time) tensor per layer.
         """
-        b, t = idx.shape
-        if t > self.config.block_size:
-            raise LslmError(
-                f"the input has {t} tokens but the model's block_size is {self.config.block_size}: "
-                "crop it to the last block_size tokens"
-            )
-        pos = torch.arange(t, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
-        attention = []
-        for block in self.blocks:
-            x, weights = block(x, return_weights=return_attention)
-            attention.append(weights)
-        logits = self.lm_head(self.ln_f(x))
+        hidden, attention = self.features(idx, return_attention, cache)
+        logits = self.lm_head(hidden)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
@@ -200,12 +226,15 @@ class GPT(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Extend ``idx`` (batch, time) by ``max_new_tokens`` sampled tokens.
 
         ``temperature=0`` means greedy. ``top_k`` keeps the k likeliest tokens; ``top_p``
         keeps the smallest set whose probabilities add up to p (nucleus sampling). A
         ``seed`` makes the sample repeatable without touching torch's global RNG.
+        ``use_cache`` keeps each token's keys and values (a ``KVCache``) so a step feeds
+        only the newest token; it gives the same tokens as recomputing everything.
         """
         if temperature < 0:
             raise LslmError(f"temperature must be >= 0, got {temperature}")
@@ -218,9 +247,16 @@ class GPT(nn.Module):
             gen = torch.Generator(device=idx.device).manual_seed(seed)
         was_training = self.training
         self.eval()
+        cache = None
         for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size :]  # the model sees at most block_size
-            logits = self(context)[0][:, -1, :]
+            if use_cache and cache is not None and len(cache) < self.config.block_size:
+                logits = self(idx[:, -1:], cache=cache)[0][:, -1, :]  # only the newest token
+            else:
+                # First step, or the context is full: the window slides, every position
+                # shifts, and the cached keys are stale, so start over from the window.
+                cache = KVCache(self.config.n_layer) if use_cache else None
+                context = idx[:, -self.config.block_size :]  # the model sees at most block_size
+                logits = self(context, cache=cache)[0][:, -1, :]
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:

@@ -82,3 +82,60 @@ def test_module_heads_equal_article_class_per_head():
 def test_module_rejects_bad_head_split():
     with pytest.raises(ValueError, match="divisible"):
         CausalSelfAttention(n_embd=30, n_head=4)
+
+
+def test_fused_and_step_by_step_agree_with_padding_and_both_directions():
+    from lslm.attention import CrossAttention, SelfAttention
+
+    torch.manual_seed(1)
+    x = torch.randn(2, 7, 32)
+    key_mask = torch.ones(2, 7, dtype=torch.bool)
+    key_mask[1, 4:] = False  # the second sequence is 4 real tokens and 3 of padding
+    for causal in (False, True):
+        attn = SelfAttention(32, 4, causal=causal).eval()
+        fast, _ = attn(x, key_mask=key_mask)
+        slow, w = attn(x, key_mask=key_mask, return_weights=True)
+        assert torch.allclose(fast, slow, atol=1e-5)
+        assert torch.all(w[1, :, :, 4:] == 0)  # nobody looks at padding
+        if causal:
+            assert torch.all(w[0].triu(1) == 0)
+        else:
+            assert torch.all(w[0, :, 0, 1:] > 0)  # an encoder's first token sees the future
+    cross = CrossAttention(32, 4).eval()
+    target = torch.randn(2, 5, 32)
+    fast, _ = cross(target, x, memory_mask=key_mask)
+    slow, w = cross(target, x, memory_mask=key_mask, return_weights=True)
+    assert w.shape == (2, 4, 5, 7)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 5))
+    assert torch.all(w[1, ..., 4:] == 0)
+
+
+def test_padding_does_not_change_an_encoders_real_tokens():
+    from lslm.attention import SelfAttention
+
+    attn = SelfAttention(32, 4).eval()
+    x = torch.randn(1, 4, 32)
+    alone, _ = attn(x)
+    padded = torch.cat([x, torch.randn(1, 3, 32)], dim=1)
+    mask = torch.tensor([[True] * 4 + [False] * 3])
+    together, _ = attn(padded, key_mask=mask)
+    assert torch.allclose(alone, together[:, :4], atol=1e-5)
+
+
+def test_kv_cache_step_equals_full_recompute():
+    from lslm.attention import CausalSelfAttention, KVCache
+
+    attn = CausalSelfAttention(32, 4).eval()
+    x = torch.randn(2, 6, 32)
+    full, _ = attn(x)
+    cache = KVCache(1)
+    first, _ = attn(x[:, :4], cache=(cache, 0))  # a prompt of 4 tokens at once
+    steps = [attn(x[:, t : t + 1], cache=(cache, 0))[0] for t in (4, 5)]  # then one at a time
+    assert len(cache) == 6
+    assert torch.allclose(torch.cat([first, *steps], dim=1), full, atol=1e-5)
+    # Several new tokens at once against a cache must still be causal among themselves.
+    cache = KVCache(1)
+    attn(x[:, :3], cache=(cache, 0))
+    rest, _ = attn(x[:, 3:], cache=(cache, 0))
+    assert torch.allclose(rest, full[:, 3:], atol=1e-5)

@@ -42,3 +42,26 @@ def test_verdict_shows_nothing_more_in_a_notebook():
     assert shell.display_formatter.format(verdict) == ({}, {})
     assert shell.display_formatter.format(True)[0]["text/plain"] == "True"  # a bool would show
     assert not verdict and check("uniform_loss", math.log(65), vocab_size=65)
+
+
+def test_non_numeric_answers_must_match_exactly(capsys):
+    from lslm.checks import exercise
+
+    exercise("_test_words", "Which tokens?", "read them off")(lambda: ["not", "Good"])
+    try:
+        assert check("_test_words", ("NOT", " good "))  # lists == tuples; case and spaces ignored
+        assert not check("_test_words", ["good", "not"])  # order matters
+        assert "not it" in capsys.readouterr().out
+    finally:
+        EXERCISES.pop("_test_words")
+
+
+def test_every_topic_module_registers_on_import():
+    import pkgutil
+
+    import lslm.checks
+
+    topics = [m.name for m in pkgutil.iter_modules(lslm.checks.__path__) if m.name != "registry"]
+    assert "basics" in topics
+    solvers = {ex.solve.__module__ for ex in EXERCISES.values()}
+    assert {f"lslm.checks.{t}" for t in topics} <= solvers

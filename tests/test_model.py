@@ -131,3 +131,49 @@ def test_next_token_probs_top_k_and_top_p():
 def test_generate_rejects_bad_settings(kw):
     with pytest.raises(LslmError):
         tiny().generate(torch.zeros(1, 1, dtype=torch.long), 2, **kw)
+
+
+def test_kv_cache_generates_the_same_tokens(tiny_config):
+    from lslm.attention import KVCache
+
+    torch.manual_seed(3)
+    model = GPT(tiny_config(50, block_size=16)).eval()
+    prompt = torch.randint(0, 50, (2, 5))
+    # 30 new tokens run past block_size (16), so the window slides and the cache restarts.
+    for kwargs in ({"temperature": 0}, {"temperature": 1.0, "top_k": 10, "seed": 4}):
+        slow = model.generate(prompt, 30, use_cache=False, **kwargs)
+        fast = model.generate(prompt, 30, use_cache=True, **kwargs)
+        assert torch.equal(slow, fast)
+    cache = KVCache(model.config.n_layer)
+    idx = torch.randint(0, 50, (1, 9))
+    logits_full = model(idx)[0]
+    step_logits = [model(idx[:, :5], cache=cache)[0]] + [model(idx[:, t : t + 1], cache=cache)[0]
+                                                           for t in range(5, 9)]
+    assert torch.allclose(torch.cat(step_logits, dim=1), logits_full, atol=1e-5)
+    with pytest.raises(LslmError, match="block_size"):
+        model(torch.zeros(1, 8, dtype=torch.long), cache=cache)  # 9 cached + 8 > 16
+
+
+def test_features_feed_the_lm_head(tiny_config):
+    model = GPT(tiny_config(30)).eval()
+    idx = torch.randint(0, 30, (2, 10))
+    hidden, attention = model.features(idx)
+    assert hidden.shape == (2, 10, model.config.n_embd) and attention is None
+    assert torch.allclose(model.lm_head(hidden), model(idx)[0])
+    _, attention = model.features(idx, return_attention=True)
+    assert len(attention) == model.config.n_layer and attention[0].shape == (2, 2, 10, 10)
+
+
+def test_gelu_approx_is_gpt2s_tanh_gelu(tiny_config):
+    import torch.nn.functional as F
+
+    with pytest.raises(LslmError, match="gelu_approx"):
+        tiny_config(30, gelu_approx="fast")
+    exact, tanh = GPT(tiny_config(30)), GPT(tiny_config(30, gelu_approx="tanh"))
+    tanh.load_state_dict(exact.state_dict())
+    x = torch.randn(1, 3, exact.config.n_embd)
+    mlp = tanh.blocks[0].mlp
+    by_hand = mlp.c_proj(0.5 * mlp.c_fc(x) * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (mlp.c_fc(x) + 0.044715 * mlp.c_fc(x) ** 3))))
+    assert torch.allclose(mlp(x), by_hand, atol=1e-6)
+    assert not torch.equal(exact.blocks[0].mlp(x), mlp(x))
+    assert GPTConfig.from_dict({"vocab_size": 5}).gelu_approx == "none"  # old checkpoints load

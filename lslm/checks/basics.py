@@ -1,38 +1,10 @@
-""""Check yourself" exercises: each notebook ends with one, checked by ``check``.
-
-    from lslm.checks import check
-    check("uniform_loss", answer, vocab_size=65)
-
-``check`` prints a verdict a learner can act on and returns a ``Verdict`` that is true
-when the answer is right (so ``assert check(...)`` works); it never raises on a wrong answer, so a notebook keeps running while the learner tries again.
-"""
+"""Exercises of notebooks 01-05: data, attention, the model, training and evaluation."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
 
-
-@dataclass(frozen=True)
-class Exercise:
-    question: str
-    solve: Callable[..., Any]  # the expected answer, from the context the notebook passes
-    hint: str
-    rel_tol: float = 1e-3
-
-
-EXERCISES: dict[str, Exercise] = {}
-
-
-def exercise(name: str, question: str, hint: str, rel_tol: float = 1e-3):
-    """Register ``solve`` as the reference answer of exercise ``name``."""
-
-    def register(solve: Callable[..., Any]) -> Callable[..., Any]:
-        EXERCISES[name] = Exercise(question, solve, hint, rel_tol)
-        return solve
-
-    return register
+from lslm.checks.registry import exercise
 
 
 @exercise(
@@ -108,42 +80,3 @@ def _attention_weight(q, k, query: int, key: int) -> float:
     weights = attention_weights(torch.as_tensor(q, dtype=torch.float64),
                                 torch.as_tensor(k, dtype=torch.float64), causal=True)
     return weights[query, key].item()
-
-
-class Verdict:
-    """The result of ``check``: true when right. It shows nothing itself in a notebook,
-    because ``check`` has already printed what to do next."""
-
-    def __init__(self, right: bool):
-        self.right = right
-
-    def __bool__(self) -> bool:
-        return self.right
-
-    def __repr__(self) -> str:
-        return f"Verdict(right={self.right})"
-
-    def _ipython_display_(self) -> None:
-        pass
-
-
-def check(name: str, answer: Any, **context: Any) -> Verdict:
-    """Compare ``answer`` with exercise ``name``'s reference; print why it is right or wrong."""
-    if name not in EXERCISES:
-        raise KeyError(f"no exercise called {name!r}; there are: {', '.join(sorted(EXERCISES))}")
-    ex = EXERCISES[name]
-    if answer is None or answer is Ellipsis:
-        print(f"Not answered yet. {ex.question}\nHint: {ex.hint}")
-        return Verdict(False)
-    expected = ex.solve(**context)
-    try:
-        right = math.isclose(float(answer), float(expected), rel_tol=ex.rel_tol, abs_tol=1e-9)
-    except (TypeError, ValueError):
-        print(f"Your answer {answer!r} is not a number. {ex.question}")
-        return Verdict(False)
-    if right:
-        print(f"Correct: {answer} ✓")
-        return Verdict(True)
-    off = "too high" if float(answer) > float(expected) else "too low"
-    print(f"Not yet: {answer} is {off}.\nHint: {ex.hint}")
-    return Verdict(False)

@@ -1,0 +1,51 @@
+"""A small pretrained model that later notebooks share: notebook 04's baby GPT.
+
+Notebooks 06 (generation), 07 (fine-tuning for sentiment) and 11 (looking inside) need
+a model that already knows some English. ``char_lm()`` trains notebook 04's recipe
+once, on the built-in corpus, and keeps the checkpoint in ``lslm.data.cache_dir()``,
+so the next notebook loads it in a moment. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from lslm.checkpoint import checkpoint_file, load_model
+from lslm.errors import LslmError
+from lslm.model import GPT, GPTConfig
+from lslm.tokenizers import Tokenizer
+
+
+def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) -> tuple[GPT, Tokenizer]:
+    """Notebook 04's GPT (4 layers, 4 heads, 128 wide, 64 characters of context),
+    trained ``steps`` steps on the built-in Python-docs corpus with a char tokenizer.
+
+    The first call trains it (about half a minute for 600 steps on a laptop CPU) and
+    saves it under ``cache_dir()/models``; later calls load that file. The folder name
+    holds a fingerprint of the corpus, which changes with the Python version.
+    """
+    from lslm.data import cache_dir
+    from lslm.pipeline import prepare_data
+    from lslm.train import TrainConfig, Trainer
+
+    if steps < 1:
+        raise LslmError(f"steps must be at least 1, got {steps}")
+    data = prepare_data("python-docs", tokenizer="char")
+    fingerprint = hashlib.sha256(data.text.encode()).hexdigest()[:12]
+    folder = cache_dir() / "models" / f"char-python-docs-{fingerprint}-{steps}"
+    if checkpoint_file(folder).exists() and not retrain:
+        return load_model(folder)
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=64, n_layer=4,
+                       n_head=4, n_embd=128, bias=False)
+    train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10), eval_interval=0,
+                            progress=progress, device="cpu")
+    torch.manual_seed(0)
+    trainer = Trainer(GPT(config), data.tokenizer, data.tokens, train_cfg)
+    trainer.fit()
+    try:
+        trainer.save(folder)
+    except OSError as e:  # a read-only home: still hand back the model, just uncached
+        print(f"note: could not cache the model in {folder} ({e.strerror}); set LSLM_CACHE")
+    return trainer.model.eval(), data.tokenizer
