@@ -39,6 +39,7 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean:
