@@ -83,7 +83,13 @@ def attend(
 
     With ``return_weights`` it goes step by step so the weights can be returned and
     drawn; otherwise it takes torch's fused kernel, which is faster and leaner.
+
+    Under CPU bfloat16 autocast, attention itself stays in float32: the linears gain
+    from bf16 matmuls, but the CPU kernel's bf16 backward is several times slower.
     """
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return attend(q.float(), k.float(), v.float(), causal, key_mask, dropout, return_weights)
     if return_weights:
         weights = attention_weights(q, k, causal, key_mask)
         return F.dropout(weights, dropout) @ v, weights

@@ -4,6 +4,10 @@
     lslm eval --ckpt runs/first --split test --json
     lslm sample --ckpt runs/first --prompt "The "
 
+Training on several processes (data parallel) goes through torchrun:
+
+    torchrun --standalone --nproc_per_node=2 -m lslm train --out runs/ddp --device cpu
+
 Every user mistake ends in one line that says what to do, and a non-zero exit status.
 """
 
@@ -35,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--" + name.replace("_", "-"), type=int)
     t.add_argument("--dropout", type=float)
     t.add_argument("--batch-size", type=int, default=12)
+    t.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per update: an update sees batch-size x grad-accum blocks")
     t.add_argument("--max-iters", type=int, default=2000)
     t.add_argument("--lr", type=float, default=1e-3,
                    help="peak learning rate, after 100 warmup steps; it decays to lr/10")
@@ -45,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start over, replacing the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--tensorboard", metavar="DIR",
+                   help="also log to TensorBoard in DIR (view it with: tensorboard --logdir DIR)")
 
     e = sub.add_parser("eval", help="loss, perplexity, bits/char and accuracy of a checkpoint")
     e.add_argument("--ckpt", required=True, help="run folder (or its ckpt.pt)")
@@ -68,8 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lslm.checkpoint import checkpoint_file, load_checkpoint
     from lslm.model import GPT, GPTConfig
     from lslm.pipeline import prepare_data
-    from lslm.train import TrainConfig, Trainer
+    from lslm.train import TrainConfig, Trainer, distributed_env
 
+    say = print if distributed_env()[0] == 0 else (lambda *a, **k: None)  # rank 0 speaks for all
     out = Path(args.out)
     ckpt_path = checkpoint_file(out)
     if out.exists() and not out.is_dir():
@@ -99,9 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from lslm.tokenizers import tokenizer_from_state
 
         prepared = prepare_data(ckpt.get("meta", {}).get("corpus"), tokenizer_from_state(ckpt["tokenizer"]))
-        trainer = Trainer.resume(ckpt_path, prepared.tokens, out_dir=out,
+        trainer = Trainer.resume(ckpt_path, prepared.tokens, out_dir=out, tensorboard=args.tensorboard,
                                  max_iters=args.max_iters, progress=progress, device=args.device)
-        print(f"Resuming {out} at step {trainer.step} of {trainer.config.max_iters}.")
+        say(f"Resuming {out} at step {trainer.step} of {trainer.config.max_iters}.")
     else:
         settings = {**MODEL_DEFAULTS, **TOKENIZER_DEFAULTS, **given}
         if settings["tokenizer"] != "char" and settings["vocab_size"] is None:
@@ -115,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             dropout=settings["dropout"], bias=False,
         )
         train_cfg = TrainConfig(
-            max_iters=args.max_iters, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
+            max_iters=args.max_iters, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            lr=args.lr, min_lr=args.lr / 10,
             eval_interval=args.eval_interval, seed=args.seed, device=args.device, amp=args.amp,
             progress=progress,
         )
@@ -125,18 +135,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = GPT(config)
         meta = {k: settings[k] for k in TOKENIZER_DEFAULTS}
         out.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(model, prepared.tokenizer, prepared.tokens, train_cfg, out_dir=out, meta=meta)
-        print(
+        trainer = Trainer(model, prepared.tokenizer, prepared.tokens, train_cfg, out_dir=out, meta=meta,
+                          tensorboard=args.tensorboard)
+        n = trainer.world_size
+        workers = f", {n} process{'es' if n > 1 else ''}" if trainer.distributed else ""
+        say(
             f"Training a {model.num_params():,}-parameter GPT on {len(prepared.tokens['train']):,} "
-            f"{prepared.tokenizer.kind} tokens ({trainer.device}); checkpoints go to {out}/"
+            f"{prepared.tokenizer.kind} tokens ({trainer.device}{workers}); checkpoints go to {out}/"
         )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except BaseException:
+        trainer.close(wait=False)
+        raise
+    trainer.close()
     h = trainer.history
     if trainer.interrupted:
-        print(f"Stopped early. Continue with: lslm train --out {out} --resume", file=sys.stderr)
+        say(f"Stopped early. Continue with: lslm train --out {out} --resume", file=sys.stderr)
         return 130
     if h["val_loss"]:
-        print(f"Done: step {trainer.step}, validation loss {h['val_loss'][-1]:.4f}. "
+        say(f"Done: step {trainer.step}, validation loss {h['val_loss'][-1]:.4f}. "
               f"Try: lslm sample --ckpt {out}")
     return 0
 

@@ -139,3 +139,26 @@ def test_kv_cache_step_equals_full_recompute():
     attn(x[:, :3], cache=(cache, 0))
     rest, _ = attn(x[:, 3:], cache=(cache, 0))
     assert torch.allclose(rest, full[:, 3:], atol=1e-5)
+
+
+def test_attention_stays_float32_under_cpu_bf16_autocast():
+    attn = CausalSelfAttention(32, 4).eval()
+    x = torch.randn(2, 8, 32)
+    seen = []
+    hook = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append(q.dtype)
+        return hook(q, k, v, **kw)
+
+    import lslm.attention as A
+
+    A.F.scaled_dot_product_attention = spy
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, _ = attn(x)
+    finally:
+        A.F.scaled_dot_product_attention = hook
+    assert seen == [torch.float32]
+    assert y.dtype == torch.bfloat16  # the output projection is a bf16 linear
+    assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
