@@ -134,7 +134,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> tor
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    # The fused kernel updates every tensor in one pass: same maths as the textbook
+    # per-tensor loop (tests/test_train.py checks), several times faster on small models.
+    fused = device.split(":")[0] in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 History = dict[str, list]

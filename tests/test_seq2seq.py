@@ -1,0 +1,161 @@
+"""The encoder-decoder Transformer: shapes, masks, cross-attention and decoding."""
+
+import pytest
+import torch
+
+from lslm.attention import CausalSelfAttention, CrossAttention, SelfAttention
+from lslm.errors import LslmError
+from lslm.model import MLP
+from lslm.seq2seq import Seq2Seq, Seq2SeqConfig
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+def tiny(**kw) -> Seq2Seq:
+    cfg = dict(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=2, n_head=2, n_embd=32)
+    cfg.update(kw)
+    return Seq2Seq(Seq2SeqConfig(**cfg)).eval()
+
+
+def sharpen(model: Seq2Seq) -> Seq2Seq:
+    """Bigger random weights, so an untrained model has clear favourites and varied outputs."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+# Two source sentences of different lengths, each ending in <eos>, padded with <pad>.
+SHORT = [5, 9, 7, EOS]
+LONG = [4, 6, 8, 10, 12, 14, 16, EOS]
+
+
+def batch_of(*rows: list[int]) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+
+
+def test_config_is_checked():
+    with pytest.raises(LslmError, match="src_vocab_size"):
+        Seq2SeqConfig(src_vocab_size=0)
+    with pytest.raises(LslmError, match="divisible by n_head"):
+        Seq2SeqConfig(n_embd=30, n_head=4)
+    with pytest.raises(LslmError, match="gelu_approx"):
+        Seq2SeqConfig(gelu_approx="fast")
+
+
+def test_built_from_the_library_parts():
+    model = tiny()
+    enc, dec = model.encoder[0], model.decoder[0]
+    assert type(enc.attn) is SelfAttention and not enc.attn.causal
+    assert isinstance(dec.self_attn, CausalSelfAttention) and dec.self_attn.causal
+    assert isinstance(dec.cross_attn, CrossAttention) and isinstance(enc.mlp, MLP)
+    assert model.lm_head.weight is model.tgt_wte.weight  # tied
+
+
+def test_shapes_loss_and_gradients():
+    model = tiny().train()
+    src = batch_of(SHORT, LONG)
+    tgt_in = torch.tensor([[BOS, 5, 6, 7], [BOS, 8, 9, PAD]])
+    targets = torch.tensor([[5, 6, 7, EOS], [8, 9, EOS, PAD]])
+    logits, loss = model(src, tgt_in, targets=targets)
+    assert logits.shape == (2, 4, 24)
+    assert abs(loss.item() - torch.log(torch.tensor(24.0)).item()) < 0.3  # untrained: about uniform
+    loss.backward()
+    assert model.src_wte.weight.grad.abs().sum() > 0  # the loss reaches the encoder...
+    assert model.decoder[0].cross_attn.q_proj.weight.grad.abs().sum() > 0  # ...through cross-attention
+
+
+def test_loss_skips_padded_targets():
+    model = tiny()
+    src = batch_of(SHORT, LONG)
+    tgt_in = torch.tensor([[BOS, 5, 6], [BOS, 8, PAD]])
+    targets = torch.tensor([[5, 6, EOS], [8, EOS, PAD]])
+    loss = model(src, tgt_in, targets=targets)[1]
+    logits = model(src, tgt_in)[0]
+    real = targets != PAD
+    by_hand = torch.nn.functional.cross_entropy(logits[real], targets[real])
+    assert torch.allclose(loss, by_hand)
+
+
+def test_padding_does_not_change_a_sentence():
+    """The short sentence gives the same logits and translations alone and padded in a batch."""
+    model = sharpen(tiny())
+    alone = torch.tensor([SHORT])
+    batched = batch_of(LONG, SHORT, LONG[:5] + [EOS])
+    tgt_in = torch.tensor([[BOS, 3, 7, 11]])
+    logits_alone = model(alone, tgt_in)[0]
+    logits_batched = model(batched, tgt_in.expand(3, -1))[0][1:2]
+    assert torch.allclose(logits_alone, logits_batched, atol=1e-5)
+    assert model.greedy_decode(alone)[0] == model.greedy_decode(batched)[1]
+    assert model.beam_search(alone, beam_size=3)[0] == model.beam_search(batched, beam_size=3)[1]
+    # Without the mask the padding would leak in: attending to it changes the answer.
+    memory_unmasked = model.encode(batched, torch.ones_like(batched, dtype=torch.bool))
+    assert not torch.allclose(memory_unmasked[1, :4], model.encode(alone)[0], atol=1e-3)
+
+
+def test_encoder_looks_both_ways_decoder_only_back():
+    model = sharpen(tiny())
+    src = torch.tensor([[5, 9, 7, EOS]])
+    changed = torch.tensor([[5, 9, 8, EOS]])
+    # The encoder is bidirectional: a later source word changes the first word's vector.
+    assert not torch.allclose(model.encode(src)[0, 0], model.encode(changed)[0, 0])
+    # The decoder is causal: a later target word leaves earlier predictions alone.
+    a = model(src, torch.tensor([[BOS, 3, 4, 5]]))[0]
+    b = model(src, torch.tensor([[BOS, 3, 4, 9]]))[0]
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-6) and not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_cross_attention_weights():
+    model = tiny()
+    src = batch_of(LONG, SHORT)
+    tgt_in = torch.tensor([[BOS, 3, 4], [BOS, 5, 6]])
+    logits, loss, attention = model(src, tgt_in, return_attention=True)
+    assert loss is None and len(attention) == model.config.n_layer
+    for w in attention:
+        assert w.shape == (2, 2, 3, len(LONG))  # (batch, heads, target, source)
+        assert torch.allclose(w.sum(-1), torch.ones(2, 2, 3))
+        assert (w[1, :, :, len(SHORT):] == 0).all()  # no weight on padding
+    assert torch.allclose(logits, model(src, tgt_in)[0], atol=1e-5)  # same answer either way
+
+
+def test_beam_of_one_is_greedy():
+    model = sharpen(tiny())
+    src = batch_of(SHORT, LONG, [3, 3, EOS], [19, 18, 17, 16, 15, EOS])
+    greedy = model.greedy_decode(src)
+    assert model.beam_search(src, beam_size=1) == greedy
+    assert len({tuple(g) for g in greedy}) > 1  # the outputs are not all the same
+    for out in greedy + model.beam_search(src, beam_size=4):
+        assert len(out) <= model.config.block_size - 1 and EOS not in out and PAD not in out
+
+
+def test_decoding_leaves_training_mode_alone():
+    model = tiny().train()
+    model.greedy_decode(torch.tensor([SHORT]))
+    model.beam_search(torch.tensor([SHORT]), beam_size=2)
+    assert model.training
+
+
+def test_bad_inputs_are_explained():
+    model = tiny()
+    with pytest.raises(LslmError, match="block_size is 12"):
+        model(torch.full((1, 13), 5), torch.tensor([[BOS]]))
+    with pytest.raises(LslmError, match="all padding"):
+        model(batch_of(SHORT, [PAD]), torch.tensor([[BOS], [BOS]]))
+    with pytest.raises(LslmError, match="beam_size"):
+        model.beam_search(torch.tensor([SHORT]), beam_size=0)
+    with pytest.raises(LslmError, match="max_len"):
+        model.greedy_decode(torch.tensor([SHORT]), max_len=12)
+
+
+def test_sequence_logprob_adds_up_the_steps():
+    model = sharpen(tiny())
+    src = batch_of(SHORT, LONG)
+    outputs = [[5, 6], [7, 8, 9]]
+    got = model.sequence_logprob(src, outputs)
+    for b, out in enumerate(outputs):
+        tgt_in = torch.tensor([[BOS, *out]])
+        logp = torch.log_softmax(model(src[b : b + 1], tgt_in)[0][0], dim=-1)
+        by_hand = sum(logp[i, tok].item() for i, tok in enumerate(out + [EOS]))
+        assert abs(got[b].item() - by_hand) < 1e-4
