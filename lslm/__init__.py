@@ -1,7 +1,8 @@
 """lslm: learn how large-scale language models work by building and running one.
 
 The modules follow the source article's pipeline:
-data -> tokenizers -> attention/model -> train -> evaluate -> generate (GPT.generate).
+data -> tokenizers -> attention/model -> train -> evaluate -> generate -> tasks -> widgets,
+with scale, interpret and hf for the article's last chapters.
 """
 
 from lslm.errors import LslmError
@@ -21,6 +22,9 @@ _EXPORTS = {
     "split_text": "lslm.data",
     "prepare_data": "lslm.pipeline",
     "train_tokenizer": "lslm.tokenizers",
+    "KVCache": "lslm.attention",
+    "Seq2Seq": "lslm.seq2seq",
+    "Seq2SeqConfig": "lslm.seq2seq",
 }
 
 
