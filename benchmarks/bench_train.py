@@ -7,6 +7,10 @@ weight decay 0.1, betas (0.9, 0.99), gradient clipping at 1.0, no biases.
     python benchmarks/bench_train.py                 # one run of 2000 steps
     python benchmarks/bench_train.py --runs 3        # medians over 3 seeds
     python benchmarks/bench_train.py --cli           # also time `lslm train` with defaults
+    python benchmarks/bench_train.py --routes fp32,bf16   # speed routes side by side
+
+Routes: ``fp32`` is the default path (float32, fused AdamW); ``bf16`` runs the linear
+layers in bfloat16 autocast while attention stays in float32 (``TrainConfig(amp=True)``).
 
 The validation split is the last 10% of the text, as in the reference loop, so the
 losses compare. Results are printed as Markdown; record them in benchmarks/RESULTS.md.
@@ -51,7 +55,10 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def one_run(seed: int, iters: int) -> dict:
+ROUTES = {"fp32": {}, "bf16": {"amp": True}}
+
+
+def one_run(seed: int, iters: int, route: str = "fp32") -> dict:
     text = load_corpus("tinyshakespeare")
     tok = train_tokenizer("char", text)
     tokens = encode_splits(split_text(text, val_frac=0.1, test_frac=0.0), tok)
@@ -60,7 +67,7 @@ def one_run(seed: int, iters: int) -> dict:
                           n_embd=128, dropout=0.0, bias=False))
     cfg = TrainConfig(max_iters=iters, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100,
                       weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=250,
-                      eval_iters=20, seed=seed, device="cpu", progress=False)
+                      eval_iters=20, seed=seed, device="cpu", progress=False, **ROUTES[route])
     trainer = Trainer(model, tok, tokens, cfg)
     start = time.perf_counter()
     history = trainer.fit()
@@ -70,6 +77,7 @@ def one_run(seed: int, iters: int) -> dict:
     trainer.config.eval_iters = 200
     return {
         "seed": seed,
+        "route": route,
         "ms_per_iter": statistics.median(ms),
         "tokens_per_sec": statistics.median(history["tokens_per_sec"]),
         "wall_s": wall,
@@ -97,31 +105,39 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--cli", action="store_true", help="also time `lslm train` with defaults")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--routes", default="fp32", help=f"comma-separated, from {', '.join(ROUTES)}")
     args = parser.parse_args()
+    routes = args.routes.split(",")
+    if unknown := [r for r in routes if r not in ROUTES]:
+        parser.error(f"unknown route(s) {unknown}: pick from {', '.join(ROUTES)}")
     if "LSLM_TINYSHAKESPEARE" not in os.environ and SHARED.exists():
         os.environ["LSLM_TINYSHAKESPEARE"] = str(SHARED)
 
-    runs = [one_run(1337 + i, args.iters) for i in range(args.runs)]
+    # Seeds outer, routes inner: the routes of one seed run back to back, so a slow
+    # spell on the machine hits them alike.
+    runs = [one_run(1337 + i, args.iters, r) for i in range(args.runs) for r in routes]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "seed"}
+    keys = [k for k in runs[0] if k not in ("seed", "route")]
+    med = {r: {k: statistics.median(x[k] for x in runs if x["route"] == r) for k in keys} for r in routes}
     print(f"Machine: {machine()}\n")
-    print(f"Baby configuration, {args.iters} iterations, {args.runs} run(s), medians:\n")
-    print("| measure | lslm | reference | lslm / reference |")
-    print("| --- | --- | --- | --- |")
-    print(f"| ms per iteration (median) | {med['ms_per_iter']:.1f} | {REFERENCE['ms_per_iter']} | "
-          f"{med['ms_per_iter'] / REFERENCE['ms_per_iter']:.2f} |")
-    print(f"| tokens/s (median) | {med['tokens_per_sec']:,.0f} | {REFERENCE['tokens_per_sec']:,} | "
-          f"{med['tokens_per_sec'] / REFERENCE['tokens_per_sec']:.2f} |")
-    print(f"| wall time, evaluations included (s) | {med['wall_s']:.1f} | {REFERENCE['wall_s']} | "
-          f"{med['wall_s'] / REFERENCE['wall_s']:.2f} |")
-    print(f"| validation loss, 20 batches | {med['val_loss_20']:.3f} | {REFERENCE['val_loss']} | "
-          f"{med['val_loss_20'] - REFERENCE['val_loss']:+.3f} |")
-    print(f"| validation loss, 200 batches | {med['val_loss_200']:.3f} | | |")
-    print(f"| validation loss, whole split | {med['val_loss_full']:.3f} | | |")
-    print(f"| peak memory (max RSS, MB) | {peak_mb:.0f} | | |")
-    if args.runs > 1:
+    print(f"Baby configuration, {args.iters} iterations, {args.runs} run(s) per route, medians:\n")
+    print("| measure | reference | " + " | ".join(routes) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in routes) + " |")
+    rows = [("ms per iteration (median)", "ms_per_iter", REFERENCE["ms_per_iter"], "{:.1f}"),
+            ("tokens/s (median)", "tokens_per_sec", REFERENCE["tokens_per_sec"], "{:,.0f}"),
+            ("wall time, evaluations included (s)", "wall_s", REFERENCE["wall_s"], "{:.1f}"),
+            ("validation loss, 20 batches", "val_loss_20", REFERENCE["val_loss"], "{:.3f}"),
+            ("validation loss, 200 batches", "val_loss_200", None, "{:.3f}"),
+            ("validation loss, whole split", "val_loss_full", None, "{:.3f}")]
+    for label, key, ref, fmt in rows:
+        cells = [fmt.format(med[r][key]) for r in routes]
+        print(f"| {label} | {'' if ref is None else ref} | " + " | ".join(cells) + " |")
+    speed = [f"{REFERENCE['ms_per_iter'] / med[r]['ms_per_iter']:.2f}x" for r in routes]
+    print("| speed-up over the reference loop | 1.00x | " + " | ".join(speed) + " |")
+    print(f"| peak memory of the whole benchmark (max RSS, MB) | | {peak_mb:.0f} |")
+    if len(runs) > 1:
         print("\nPer run: " + "; ".join(
-            f"seed {r['seed']}: {r['ms_per_iter']:.1f} ms/it, val {r['val_loss_20']:.3f}" for r in runs))
+            f"{r['route']} seed {r['seed']}: {r['ms_per_iter']:.1f} ms/it, val {r['val_loss_20']:.3f}" for r in runs))
     result = {"machine": machine(), "runs": runs, "median": med, "peak_rss_mb": peak_mb}
     if args.cli:
         result.update(time_cli())

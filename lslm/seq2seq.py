@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, CrossAttention, SelfAttention
 from lslm.errors import LslmError
-from lslm.model import MLP, GPTConfig, LayerNorm
+from lslm.model import GPT, MLP, GPTConfig, LayerNorm
 
 
 @dataclass
@@ -121,19 +121,12 @@ class Seq2Seq(nn.Module):
         self.ln_dec = LayerNorm(c.n_embd, c.bias)
         self.lm_head = nn.Linear(c.n_embd, c.tgt_vocab_size, bias=False)
         self.lm_head.weight = self.tgt_wte.weight  # tied, as in the GPT
-        self.apply(self._init_weights)
+        self.apply(GPT._init_weights)  # the GPT's initialisation, shared
         # GPT-2's trick, counted as in lslm.model: 2 * n_layer blocks (encoder and decoder),
         # each writing into a residual stream at least twice.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * (2 * c.n_layer)))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
