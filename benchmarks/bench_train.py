@@ -10,7 +10,9 @@ weight decay 0.1, betas (0.9, 0.99), gradient clipping at 1.0, no biases.
     python benchmarks/bench_train.py --routes fp32,bf16   # speed routes side by side
 
 Routes: ``fp32`` is the default path (float32, fused AdamW); ``bf16`` runs the linear
-layers in bfloat16 autocast while attention stays in float32 (``TrainConfig(amp=True)``).
+layers in bfloat16 autocast while attention stays in float32 (``TrainConfig(amp=True)``);
+``bf16+compile`` also compiles the model with ``torch.compile`` (``compile=True``; the
+first steps are slow while it compiles, and the wall time includes that).
 
 The validation split is the last 10% of the text, as in the reference loop, so the
 losses compare. Results are printed as Markdown; record them in benchmarks/RESULTS.md.
@@ -55,7 +57,7 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-ROUTES = {"fp32": {}, "bf16": {"amp": True}}
+ROUTES = {"fp32": {}, "bf16": {"amp": True}, "bf16+compile": {"amp": True, "compile": True}}
 
 
 def one_run(seed: int, iters: int, route: str = "fp32") -> dict:

@@ -51,7 +51,8 @@ class TrainConfig:
     checkpoint_interval: int = 0  # 0: checkpoint at each evaluation and at the end
     seed: int = 1337
     device: str = "auto"
-    amp: bool = False  # bfloat16 autocast
+    amp: bool = False  # bfloat16 autocast (on CPU, attention itself stays float32)
+    compile: bool = False  # torch.compile the model: fewer, fused kernels after a slow first step
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -191,6 +192,9 @@ class Trainer:
 
             ids = [torch.device(self.device)] if self.device.startswith("cuda") else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)  # copies rank 0's weights
+        if self.config.compile:
+            # The compiled module shares the model's parameters; checkpoints still save self.model.
+            self.net = torch.compile(self.net)
         self.tokenizer = tokenizer
         check_vocab(model.config.vocab_size, tokenizer.vocab_size, "the model")
         for split in ("train", "val"):

@@ -1,6 +1,7 @@
 """The Trainer: schedule, optimizer groups, learning, history, resume, interrupts, NaN."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -199,3 +200,15 @@ def test_fused_adamw_takes_the_same_steps_as_the_textbook_loop(char_data, tiny_c
         assert torch.allclose(a, b, atol=1e-5)
     start = GPT(tiny_config(tok.vocab_size))
     assert max((a - s).abs().max() for a, s in zip(models[0].parameters(), start.parameters())) > 1e-3
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager(char_data, tiny_config):
+    tok, data = char_data
+    curves = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        cfg = TrainConfig(max_iters=6, batch_size=4, eval_interval=0, progress=False, compile=compile)
+        curves.append(Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg).fit()["train_loss"])
+    assert curves[0] == pytest.approx(curves[1], rel=1e-4)
