@@ -180,7 +180,7 @@ class GPT(nn.Module):
         value is one (batch, heads, time, time) tensor per layer, else None. A ``cache``
         holds the keys and values of earlier tokens, so ``idx`` may be only the new ones.
         """
-        b, t = idx.shape
+        t = idx.size(1)
         start = len(cache) if cache is not None else 0
         if start + t > self.config.block_size:
             raise LslmError(

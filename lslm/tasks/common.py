@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,14 +79,18 @@ def fit(
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Train a task model: AdamW, linear warmup then cosine decay to lr/10, clipping.
+    """Train a task model: AdamW, linear warmup then cosine decay to lr/10 (the
+    Trainer's ``lr_at`` schedule), gradient clipping.
 
     ``sample_batch(generator)`` draws a batch; ``loss_fn(model, batch)`` returns the
     scalar loss. Returns the loss of every step; ``callback(step, loss)`` sees them live.
     """
+    from lslm.train import TrainConfig, lr_at
+
     if steps < 1:
         raise LslmError(f"steps must be at least 1, got {steps}")
     warmup = max(1, steps // 10) if warmup is None else warmup
+    schedule = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -98,13 +101,8 @@ def fit(
     losses = []
     model.train()
     for step in range(steps):
-        if step < warmup:
-            rate = lr * (step + 1) / (warmup + 1)
-        else:
-            progress = (step - warmup) / max(1, steps - warmup)
-            rate = lr / 10 + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - lr / 10)
         for group in optimizer.param_groups:
-            group["lr"] = rate
+            group["lr"] = lr_at(step, schedule)
         loss = loss_fn(model, sample_batch(generator))
         if not torch.isfinite(loss):
             raise LslmError(f"the loss became {loss.item()} at step {step}: lower lr (now {lr})")
