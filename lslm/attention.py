@@ -8,7 +8,9 @@ Three ways to compute it live here, and tests check that they agree:
 * ``attention_weights`` + a matmul: the same formula with a causal mask, step by step,
   so the weights can be returned and drawn.
 * ``F.scaled_dot_product_attention``: torch's fused kernel, used when nobody asks for
-  the weights because it is faster and uses less memory.
+  the weights because it is faster and uses less memory. One exception: under
+  ``torch.compile`` on CPU, the written-out formula compiles into faster code at short
+  blocks, so ``attend`` uses it there.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def attention_weights(
     if allowed is not None:
         # -inf gives exactly zero weight after softmax.
         scores = scores.masked_fill(~allowed, float("-inf"))
-    return F.softmax(scores, dim=-1)
+    # The softmax sums in float32 even when the scores are bfloat16 (under autocast).
+    return F.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
 
 
 def _allowed(
@@ -68,6 +71,9 @@ def _allowed(
         keys = key_mask[:, None, None, :].bool()
         allowed = keys if allowed is None else allowed & keys
     return allowed
+
+
+COMPILED_FORMULA_MAX_KEYS = 256  # see attend()
 
 
 def attend(
@@ -87,6 +93,14 @@ def attend(
     Under CPU bfloat16 autocast, attention itself stays in float32: the linears gain
     from bf16 matmuls, but the CPU kernel's bf16 backward is several times slower.
     """
+    if q.device.type == "cpu" and torch.compiler.is_compiling() and k.size(-2) <= COMPILED_FORMULA_MAX_KEYS:
+        # Under torch.compile the written-out formula becomes matmuls (bf16 under autocast)
+        # plus one fused mask-and-softmax kernel, which beats the fused CPU kernel at the
+        # block sizes of this course (measured in benchmarks/RESULTS.md). Longer blocks keep
+        # the fused kernel, whose memory does not grow with the square of the length.
+        weights = attention_weights(q, k, causal, key_mask)
+        mixed = (F.dropout(weights, dropout) if dropout else weights) @ v
+        return mixed, (weights if return_weights else None)
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return attend(q.float(), k.float(), v.float(), causal, key_mask, dropout, return_weights)

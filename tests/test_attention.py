@@ -1,6 +1,7 @@
 """All the ways of computing attention agree: the article's class, the manual path, SDPA."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -161,4 +162,57 @@ def test_attention_stays_float32_under_cpu_bf16_autocast():
         A.F.scaled_dot_product_attention = hook
     assert seen == [torch.float32]
     assert y.dtype == torch.bfloat16  # the output projection is a bf16 linear
+    assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("cc") is None,
+    reason="torch.compile on CPU needs a C++ compiler",
+)
+
+
+@needs_compiler
+@pytest.mark.parametrize("causal,padded", [(True, False), (False, True)])
+def test_compiled_attention_takes_the_formula_and_agrees(causal, padded):
+    # Under torch.compile on CPU, attend() writes the formula out instead of calling the
+    # fused kernel; the spy proves which path ran, the comparison that it is the same maths.
+    import lslm.attention as A
+
+    torch._dynamo.reset()
+    attn = A.SelfAttention(32, 4, causal=causal).eval()
+    x = torch.randn(2, 9, 32)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    if padded:
+        mask[1, 6:] = False
+    key_mask = mask if padded else None
+    calls = []
+    real = A.F.scaled_dot_product_attention
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    A.F.scaled_dot_product_attention = spy
+    try:
+        eager, _ = attn(x, key_mask=key_mask)
+        assert calls, "eager mode should use the fused kernel"
+        calls.clear()
+        compiled, _ = torch.compile(attn)(x, key_mask=key_mask)
+    finally:
+        A.F.scaled_dot_product_attention = real
+        torch._dynamo.reset()
+    assert calls == []
+    assert torch.allclose(compiled, eager, atol=1e-5)
+
+
+@needs_compiler
+def test_compiled_bf16_attention_is_close_to_float32():
+    torch._dynamo.reset()
+    attn = CausalSelfAttention(64, 4).eval()
+    x = torch.randn(3, 16, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = torch.compile(attn)(x)[0]
+    torch._dynamo.reset()
+    assert y.dtype == torch.bfloat16
+    # bf16 keeps about 3 significant digits; the softmax itself sums in float32.
     assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
