@@ -37,10 +37,12 @@ notebooks: setup
 	$(BIN)/python -m pytest notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
 
+# Appends its figures to benchmarks/RESULTS.md; about an hour on a 2-core CPU. Run it idle.
 bench: setup
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_train.py --runs 3 --record benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench_train.py --recipe quick --runs 3 --record benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_generate.py
-	$(BIN)/python benchmarks/bench_notebooks.py
+	$(BIN)/python benchmarks/bench_notebooks.py --nbval --runs 3 --record benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

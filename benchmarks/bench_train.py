@@ -4,110 +4,291 @@ Character-level Tiny Shakespeare; 4 layers, 4 heads, 128 wide, block 64, batch 1
 lr 1e-3 with 100 warmup steps and cosine decay to 1e-4 over 2000 steps, no dropout,
 weight decay 0.1, betas (0.9, 0.99), gradient clipping at 1.0, no biases.
 
-    python benchmarks/bench_train.py                 # one run of 2000 steps
-    python benchmarks/bench_train.py --runs 3        # medians over 3 seeds
-    python benchmarks/bench_train.py --cli           # also time `lslm train` with defaults
-    python benchmarks/bench_train.py --routes fp32,bf16   # speed routes side by side
+    python benchmarks/bench_train.py                       # every route, one seed
+    python benchmarks/bench_train.py --runs 3              # medians over seeds 1337, 1338, 1339
+    python benchmarks/bench_train.py --routes textbook,fp32
+    python benchmarks/bench_train.py --recipe quick --runs 3   # issue 6's quality-per-second goal
+    python benchmarks/bench_train.py --runs 3 --record benchmarks/RESULTS.md
 
-Routes: ``fp32`` is the default path (float32, fused AdamW); ``bf16`` runs the linear
-layers in bfloat16 autocast while attention stays in float32 (``TrainConfig(amp=True)``);
-``bf16+compile`` also compiles the model with ``torch.compile`` (``compile=True``; the
-first steps are slow while it compiles, and the wall time includes that).
+Routes:
 
-The validation split is the last 10% of the text, as in the reference loop, so the
-losses compare. Results are printed as Markdown; record them in benchmarks/RESULTS.md.
+* ``textbook``: the plain loop most tutorials write, here as the in-run yardstick: float32,
+  torch's default (per-tensor) AdamW, a batch stacked from slices, ``loss.item()`` every step.
+  It is our code with the reference loop's recipe, not the reference loop itself.
+* ``fp32``: ``Trainer`` with its defaults (float32, fused AdamW).
+* ``bf16``: the linear layers in bfloat16 autocast, attention in float32 (``amp=True``).
+* ``bf16+compile``: also ``torch.compile`` (``compile=True``); the first steps are slow while
+  it compiles, and the wall time includes that.
+
+The routes of one seed train side by side: each takes 25 steps in turn, so a slow spell of
+this shared machine hits every route alike, and the ratios within one run can be trusted
+more than any absolute figure. Each route still follows its own exact 2000-step schedule
+and is evaluated every 250 steps on the same 20 validation batches, as the reference does.
+
+``--recipe NAME`` instead trains one of ``lslm.train.RECIPES`` start to finish, alone, and
+reports its wall time (evaluations and compiling included) against the reference's budget.
+
+The validation split is the last 10% of the text, as in the reference loop, so the losses
+compare. Results print as Markdown; ``--record FILE`` also appends them, with the date, the
+command and the machine, to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import resource
+import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+# Worker threads spin between operations instead of sleeping, as `lslm train` sets it
+# (lslm/cli.py). OpenMP reads this when torch is imported, hence before the imports;
+# --default-threads leaves OpenMP's own default, to measure the difference.
+if "--default-threads" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
-from lslm.data import encode_splits, load_corpus, split_text
-from lslm.evaluate import evaluate
-from lslm.model import GPT, GPTConfig
-from lslm.tokenizers import train_tokenizer
-from lslm.train import TrainConfig, Trainer
+import torch  # noqa: E402
+
+from lslm.data import encode_splits, load_corpus, split_text  # noqa: E402
+from lslm.evaluate import evaluate  # noqa: E402
+from lslm.model import GPT, GPTConfig  # noqa: E402
+from lslm.tokenizers import train_tokenizer  # noqa: E402
+from lslm.train import RECIPES, TrainConfig, Trainer, lr_at  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+# The reference loop at the baby configuration on this machine kind (issues 2 and 6).
 REFERENCE = {"ms_per_iter": 48.9, "tokens_per_sec": 15_700, "val_loss": 1.886, "wall_s": 128}
+GOALS = {"speedup": 2.0, "val_loss_slack": 0.02, "recipe_val_loss": 1.75}
+ROUTES = {"textbook": {}, "fp32": {}, "bf16": {"amp": True}, "bf16+compile": {"amp": True, "compile": True}}
+CHUNK = 25  # steps each route takes in its turn
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
+    cpu, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    isa = [name for flag, name in [("avx512f", "AVX-512"), ("avx512_bf16", "AVX-512 bf16"),
+                                   ("amx_bf16", "AMX")] if flag in flags]
+    return (f"{cpu}, {os.cpu_count()} cores ({', '.join(isa) or 'no AVX-512'}; "
+            f"{'AMX' if 'amx_bf16' in flags else 'no AMX'}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), "
+            f"Python {platform.python_version()}")
 
 
-ROUTES = {"fp32": {}, "bf16": {"amp": True}, "bf16+compile": {"amp": True, "compile": True}}
-
-
-def one_run(seed: int, iters: int, route: str = "fp32") -> dict:
+def load_tokens():
     text = load_corpus("tinyshakespeare")
     tok = train_tokenizer("char", text)
-    tokens = encode_splits(split_text(text, val_frac=0.1, test_frac=0.0), tok)
+    return tok, encode_splits(split_text(text, val_frac=0.1, test_frac=0.0), tok)
+
+
+class TextbookLoop:
+    """The loop as tutorials write it, for the yardstick route; same model and schedule."""
+
+    def __init__(self, model: GPT, data: dict, cfg: TrainConfig):
+        self.model, self.data, self.cfg, self.step = model, data, cfg, 0
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}],
+                                     lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_seconds: list[float] = []
+
+    def train_step(self) -> float:
+        t0 = time.perf_counter()
+        train, block = self.data["train"], self.model.config.block_size
+        starts = torch.randint(len(train) - block, (self.cfg.batch_size,), generator=self.gen).tolist()
+        x = torch.stack([train[i:i + block] for i in starts])
+        y = torch.stack([train[i + 1:i + 1 + block] for i in starts])
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        self.model.train()
+        _, loss = self.model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        value = loss.item()
+        self.step += 1
+        self.step_seconds.append(time.perf_counter() - t0)
+        return value
+
+
+@dataclass
+class Runner:
+    """One route of one seed: its model, its loop, and what it measured."""
+
+    route: str
+    model: GPT
+    trainer: Trainer  # for the textbook route it only evaluates (on the same batches)
+    loop: TextbookLoop | None
+    eval_every: int
+    wall: float = 0.0
+    val_curve: list = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        return self.loop.step if self.loop else self.trainer.step
+
+    def advance(self, until: int) -> None:
+        """Train up to step ``until``, then evaluate if a 250-step mark was reached."""
+        t0 = time.perf_counter()
+        if self.loop:
+            while self.loop.step < until:
+                self.loop.train_step()
+        else:
+            self.trainer.fit(max_iters=until)
+        if until % self.eval_every == 0 or until == self.trainer.config.lr_decay_iters:
+            self.val_curve.append(self.trainer.estimate_loss("val"))
+        self.wall += time.perf_counter() - t0
+
+    def step_ms(self) -> list[float]:
+        if self.loop:
+            return [s * 1000 for s in self.loop.step_seconds]
+        tokens = self.trainer.config.batch_size * self.model.config.block_size
+        return [tokens / tps * 1000 for tps in self.trainer.history["tokens_per_sec"]]
+
+
+def make_runner(route: str, seed: int, iters: int, tok, tokens) -> Runner:
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4,
-                          n_embd=128, dropout=0.0, bias=False))
-    cfg = TrainConfig(max_iters=iters, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100,
-                      weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=250,
-                      eval_iters=20, seed=seed, device="cpu", progress=False, **ROUTES[route])
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
+                          dropout=0.0, bias=False))
+    # fit() runs 25 steps at a time, so it must not decide evaluations itself (it evaluates
+    # at the end of every call); the schedule is pinned to the whole run's length.
+    cfg = TrainConfig(max_iters=iters, lr_decay_iters=iters, batch_size=12, lr=1e-3, min_lr=1e-4,
+                      warmup_iters=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
+                      eval_interval=0, eval_iters=20, seed=seed, device="cpu", progress=False,
+                      **ROUTES[route])
     trainer = Trainer(model, tok, tokens, cfg)
-    start = time.perf_counter()
-    history = trainer.fit()
-    wall = time.perf_counter() - start
-    tokens_per_step = 12 * 64
-    ms = [tokens_per_step / tps * 1000 for tps in history["tokens_per_sec"]]
-    trainer.config.eval_iters = 200
+    loop = TextbookLoop(model, tokens, cfg) if route == "textbook" else None
+    return Runner(route, model, trainer, loop, eval_every=250)
+
+
+def run_seed(routes: list[str], seed: int, iters: int, tok, tokens) -> list[dict]:
+    """Train every route for ``iters`` steps, taking turns of CHUNK steps."""
+    runners = [make_runner(r, seed, iters, tok, tokens) for r in routes]
+    for r in runners:
+        r.val_curve.append(r.trainer.estimate_loss("val"))
+    for until in range(CHUNK, iters + CHUNK, CHUNK):
+        for r in runners:
+            r.advance(min(until, iters))
+    return [summarise(r, seed, tok, tokens) for r in runners]
+
+
+def summarise(r: Runner, seed: int, tok, tokens) -> dict:
+    ms = statistics.median(r.step_ms())
+    r.trainer.config.eval_iters = 200
     return {
-        "seed": seed,
-        "route": route,
-        "ms_per_iter": statistics.median(ms),
-        "tokens_per_sec": statistics.median(history["tokens_per_sec"]),
-        "wall_s": wall,
-        "val_loss_20": history["val_loss"][-1],  # 20 batches, as the reference reports
-        "val_loss_200": trainer.estimate_loss("val"),
-        "val_loss_full": evaluate(model, tokens["val"], tok)["loss"],
+        "seed": seed, "route": r.route,
+        "ms_per_iter": ms,
+        "tokens_per_sec": r.trainer.config.batch_size * r.model.config.block_size / ms * 1000,
+        "wall_s": r.wall,
+        "val_loss_20": r.val_curve[-1],  # 20 batches, as the reference reports
+        "val_loss_200": r.trainer.estimate_loss("val"),
+        "val_loss_full": evaluate(r.model, tokens["val"], tok)["loss"],
+        "val_curve": [round(v, 4) for v in r.val_curve],
     }
 
 
-def time_cli() -> dict:
-    """Wall time of `lslm train --out DIR` with no other options (the built-in corpus)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "lslm", "train", "--out", f"{tmp}/run", "--no-progress"],
-                           capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if p.returncode != 0:
-            raise SystemExit(f"lslm train failed: {p.stderr.strip()}")
-    return {"cli_default_train_s": wall, "cli_last_line": p.stdout.strip().splitlines()[-1]}
+def run_recipe(name: str, seed: int, tok, tokens) -> dict:
+    """Train a named recipe start to finish, alone, as a learner would; time all of it."""
+    recipe = RECIPES[name]
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, dropout=0.0, bias=False, **recipe.model))
+    cfg = TrainConfig(**{**recipe.train, "seed": seed, "device": "cpu", "progress": False})
+    trainer = Trainer(model, tok, tokens, cfg)
+    history = trainer.fit()
+    wall = time.perf_counter() - start
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * model.config.block_size
+    ms = statistics.median(tokens_per_step / tps * 1000 for tps in history["tokens_per_sec"])
+    trainer.config.eval_iters = 200
+    return {
+        "seed": seed, "route": f"recipe {name}",
+        "ms_per_iter": ms, "tokens_per_sec": tokens_per_step / ms * 1000, "wall_s": wall,
+        "val_loss_20": history["val_loss"][-1],
+        "val_loss_200": trainer.estimate_loss("val"),
+        "val_loss_full": evaluate(model, tokens["val"], tok)["loss"],
+        "val_curve": [round(v, 4) for v in history["val_loss"]],
+    }
+
+
+def table(runs: list[dict], names: list[str], per_iteration: bool) -> tuple[str, dict]:
+    keys = ["ms_per_iter", "tokens_per_sec", "wall_s", "val_loss_20", "val_loss_200", "val_loss_full"]
+    med = {n: {k: statistics.median(x[k] for x in runs if x["route"] == n) for k in keys} for n in names}
+    ref = REFERENCE
+    lines = ["| measure | reference loop (issue figure) | " + " | ".join(names) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    rows = [("ms per iteration (median)", "ms_per_iter", "{:.1f}"),
+            ("tokens/s", "tokens_per_sec", "{:,.0f}"),
+            ("wall time, evaluations and compiling included (s)", "wall_s", "{:.1f}"),
+            ("validation loss, 20 batches", "val_loss_20", "{:.3f}"),
+            ("validation loss, 200 batches", "val_loss_200", "{:.3f}"),
+            ("validation loss, whole split", "val_loss_full", "{:.3f}")]
+    refkey = {"ms_per_iter": "ms_per_iter", "tokens_per_sec": "tokens_per_sec", "wall_s": "wall_s",
+              "val_loss_20": "val_loss"}
+    for label, key, fmt in rows:
+        r = ref.get(refkey.get(key, ""), "")
+        lines.append(f"| {label} | {r:,} | " if r != "" else f"| {label} | | ")
+        lines[-1] += " | ".join(fmt.format(med[n][key]) for n in names) + " |"
+    if per_iteration:  # a recipe's iterations are bigger: compare its tokens/s and wall time instead
+        lines.append("| speed-up over the reference loop's 48.9 ms | 1.00x | " + " | ".join(
+            f"{REFERENCE['ms_per_iter'] / med[n]['ms_per_iter']:.2f}x" for n in names) + " |")
+    if "textbook" in names:
+        lines.append("| speed-up over the textbook loop, same run | | " + " | ".join(
+            f"{med['textbook']['ms_per_iter'] / med[n]['ms_per_iter']:.2f}x" for n in names) + " |")
+    return "\n".join(lines), med
+
+
+def verdicts(runs: list[dict], med: dict, names: list[str], recipe: str | None) -> list[str]:
+    """Issue 6's goals, each with the figures that decide it."""
+    out = []
+    if recipe:
+        m = med[names[0]]
+        ok = m["wall_s"] <= REFERENCE["wall_s"] and m["val_loss_20"] <= GOALS["recipe_val_loss"]
+        out.append(f"- Goal 2 (validation loss <= {GOALS['recipe_val_loss']} within {REFERENCE['wall_s']} s): "
+                   f"{'met' if ok else 'NOT met'}: median {m['val_loss_20']:.3f} in {m['wall_s']:.0f} s "
+                   f"(worst run: {max(r['val_loss_20'] for r in runs):.3f}, {max(r['wall_s'] for r in runs):.0f} s)")
+        return out
+    bar_loss = REFERENCE["val_loss"] + GOALS["val_loss_slack"]
+    for n in names:
+        if n == "textbook":
+            continue
+        m = med[n]
+        fixed = REFERENCE["ms_per_iter"] / m["ms_per_iter"]
+        same_run = med["textbook"]["ms_per_iter"] / m["ms_per_iter"] if "textbook" in med else None
+        fast = fixed >= GOALS["speedup"] and (same_run is None or same_run >= GOALS["speedup"])
+        good = m["val_loss_20"] <= bar_loss
+        rel = f", {same_run:.2f}x the textbook loop" if same_run else ""
+        out.append(f"- Goal 1 with `{n}` (>= 2x and validation loss <= {bar_loss:.3f}): "
+                   f"{'met' if fast and good else 'NOT met'}: {fixed:.2f}x the reference's 48.9 ms{rel}; "
+                   f"validation loss {m['val_loss_20']:.3f}")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="runs with seeds 1337, 1338, ...")
     parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--cli", action="store_true", help="also time `lslm train` with defaults")
+    parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, from {', '.join(ROUTES)}")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="time a whole recipe instead of the routes")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="leave OMP_WAIT_POLICY unset (threads sleep between operations)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
-    parser.add_argument("--routes", default="fp32", help=f"comma-separated, from {', '.join(ROUTES)}")
+    parser.add_argument("--record", type=Path, help="append the Markdown results to this file")
     args = parser.parse_args()
     routes = args.routes.split(",")
     if unknown := [r for r in routes if r not in ROUTES]:
@@ -115,38 +296,34 @@ def main() -> None:
     if "LSLM_TINYSHAKESPEARE" not in os.environ and SHARED.exists():
         os.environ["LSLM_TINYSHAKESPEARE"] = str(SHARED)
 
-    # Seeds outer, routes inner: the routes of one seed run back to back, so a slow
-    # spell on the machine hits them alike.
-    runs = [one_run(1337 + i, args.iters, r) for i in range(args.runs) for r in routes]
+    tok, tokens = load_tokens()
+    seeds = [1337 + i for i in range(args.runs)]
+    if args.recipe:
+        runs = [run_recipe(args.recipe, s, tok, tokens) for s in seeds]
+        names = [f"recipe {args.recipe}"]
+        title = f"Recipe `{args.recipe}` ({RECIPES[args.recipe].about}), {args.runs} run(s), medians:"
+    else:
+        runs = [row for s in seeds for row in run_seed(routes, s, args.iters, tok, tokens)]
+        names = routes
+        title = f"Baby configuration, {args.iters} iterations, routes side by side, {args.runs} run(s), medians:"
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    keys = [k for k in runs[0] if k not in ("seed", "route")]
-    med = {r: {k: statistics.median(x[k] for x in runs if x["route"] == r) for k in keys} for r in routes}
-    print(f"Machine: {machine()}\n")
-    print(f"Baby configuration, {args.iters} iterations, {args.runs} run(s) per route, medians:\n")
-    print("| measure | reference | " + " | ".join(routes) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in routes) + " |")
-    rows = [("ms per iteration (median)", "ms_per_iter", REFERENCE["ms_per_iter"], "{:.1f}"),
-            ("tokens/s (median)", "tokens_per_sec", REFERENCE["tokens_per_sec"], "{:,.0f}"),
-            ("wall time, evaluations included (s)", "wall_s", REFERENCE["wall_s"], "{:.1f}"),
-            ("validation loss, 20 batches", "val_loss_20", REFERENCE["val_loss"], "{:.3f}"),
-            ("validation loss, 200 batches", "val_loss_200", None, "{:.3f}"),
-            ("validation loss, whole split", "val_loss_full", None, "{:.3f}")]
-    for label, key, ref, fmt in rows:
-        cells = [fmt.format(med[r][key]) for r in routes]
-        print(f"| {label} | {'' if ref is None else ref} | " + " | ".join(cells) + " |")
-    speed = [f"{REFERENCE['ms_per_iter'] / med[r]['ms_per_iter']:.2f}x" for r in routes]
-    print("| speed-up over the reference loop | 1.00x | " + " | ".join(speed) + " |")
-    print(f"| peak memory of the whole benchmark (max RSS, MB) | | {peak_mb:.0f} |")
-    if len(runs) > 1:
-        print("\nPer run: " + "; ".join(
-            f"{r['route']} seed {r['seed']}: {r['ms_per_iter']:.1f} ms/it, val {r['val_loss_20']:.3f}" for r in runs))
-    result = {"machine": machine(), "runs": runs, "median": med, "peak_rss_mb": peak_mb}
-    if args.cli:
-        result.update(time_cli())
-        print(f"\n`lslm train --out DIR` with defaults: {result['cli_default_train_s']:.0f} s wall "
-              f"({result['cli_last_line']})")
+    body, med = table(runs, names, per_iteration=not args.recipe)
+    per_run = "; ".join(f"{r['route']} seed {r['seed']}: {r['ms_per_iter']:.1f} ms/it, {r['wall_s']:.0f} s, "
+                        f"val {r['val_loss_20']:.3f}" for r in runs)
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_train.py", *sys.argv[1:]])
+    text = "\n".join([
+        f"### {datetime.date.today()}: {title.rstrip(':')}", "",
+        f"Command: `{command}`", "", f"Machine: {machine()}", "", title, "", body, "",
+        f"Peak memory of the whole benchmark process: {peak_mb:.0f} MB (max RSS).", "",
+        f"Per run: {per_run}.", "", *verdicts(runs, med, names, args.recipe), "",
+    ])
+    print(text)
+    if args.record:
+        with args.record.open("a") as f:
+            f.write("\n" + text)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "command": command, "runs": runs,
+                                         "median": med, "peak_rss_mb": peak_mb}, indent=2))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from lslm.checkpoint import check_vocab, checkpoint_file, load_checkpoint, load_
 from lslm.data import get_batch
 from lslm.errors import LslmError
 from lslm.model import GPT, GPTConfig
+from lslm.recipes import RECIPES, Recipe  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -128,8 +129,14 @@ def init_distributed(device: str, local_rank: int) -> str:
     return device
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.optim.AdamW:
-    """AdamW that decays matrices (weights, embeddings) but not norms and biases."""
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: str, fused: bool | None = None
+) -> torch.optim.AdamW:
+    """AdamW that decays matrices (weights, embeddings) but not norms and biases.
+
+    ``fused=None`` takes the fused kernel where torch has one (cpu, cuda); ``False`` keeps
+    the per-tensor loop.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
@@ -137,7 +144,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> tor
     ]
     # The fused kernel updates every tensor in one pass: same maths as the textbook
     # per-tensor loop (tests/test_train.py checks), several times faster on small models.
-    fused = device.split(":")[0] in ("cpu", "cuda")
+    if fused is None:
+        fused = device.split(":")[0] in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 

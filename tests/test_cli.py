@@ -173,3 +173,54 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
     assert step >= 6 and f"Interrupted at step {step}" in stdout
     assert main(["train", "--out", str(out), "--resume", "--max-iters", str(step + 3), "--no-progress"]) == 0
     assert load_checkpoint(out)["step"] == step + 3
+
+
+def test_recipe_sets_the_defaults_and_options_override_it(tmp_path, corpus, capsys):
+    from lslm.recipes import RECIPES
+
+    quick = RECIPES["quick"]
+    out = tmp_path / "quick"
+    # The recipe's shape and training settings, except what the command line names.
+    args = ["train", "--out", str(out), "--corpus", str(corpus), "--recipe", "quick", "--n-embd", "32",
+            "--block-size", "16", "--max-iters", "3", "--eval-interval", "3", "--no-progress"]
+    assert main(args) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt["model_config"]["n_layer"] == quick.model["n_layer"]
+    assert (ckpt["model_config"]["n_embd"], ckpt["model_config"]["block_size"]) == (32, 16)
+    train = ckpt["train_config"]
+    for key in ("batch_size", "lr", "min_lr", "amp", "compile"):
+        assert train[key] == quick.train[key], key
+    assert (train["max_iters"], train["eval_interval"]) == (3, 3)
+    fails(["train", "--out", str(out), "--resume", "--recipe", "quick"], capsys, "drop --recipe")
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own message, with the choices
+        main(["train", "--out", str(tmp_path / "y"), "--recipe", "huge"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_baby_recipe_is_the_trainconfig_default():
+    from lslm.recipes import RECIPES
+    from lslm.train import TrainConfig
+
+    default = TrainConfig()
+    for key, value in RECIPES["baby"].train.items():
+        assert getattr(default, key) == value, key
+
+
+def test_training_threads_spin_except_under_torchrun(monkeypatch):
+    from lslm.cli import spin_waiting_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    spin_waiting_threads()  # torch is already imported here: too late, so nothing is set
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh `lslm train` process
+    spin_waiting_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the learner's own choice wins
+    spin_waiting_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("RANK", "0")  # processes of one torchrun job share the cores
+    spin_waiting_threads()
+    assert "OMP_WAIT_POLICY" not in os.environ

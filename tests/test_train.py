@@ -212,3 +212,20 @@ def test_compiled_training_matches_eager(char_data, tiny_config):
         cfg = TrainConfig(max_iters=6, batch_size=4, eval_interval=0, progress=False, compile=compile)
         curves.append(Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg).fit()["train_loss"])
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
+
+
+def test_fit_in_pieces_follows_the_same_curve(char_data, tiny_config):
+    # benchmarks/bench_train.py advances its routes 25 steps at a time; with the schedule
+    # pinned to the whole run, that must be the same training as one call.
+    tok, data = char_data
+    curves = []
+    for pieces in ([12], [5, 9, 12]):
+        torch.manual_seed(0)
+        cfg = TrainConfig(max_iters=12, lr_decay_iters=12, warmup_iters=2, batch_size=4,
+                          eval_interval=0, progress=False)
+        trainer = Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg)
+        for until in pieces:
+            trainer.fit(max_iters=until)
+        curves.append((trainer.history["train_loss"], trainer.history["lr"]))
+    assert curves[0] == curves[1]
+    assert len(curves[0][0]) == 12 and curves[0][0][0] != curves[0][0][-1]

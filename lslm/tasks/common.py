@@ -78,41 +78,54 @@ def fit(
     grad_clip: float = 1.0,
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
+    progress: bool = False,
 ) -> list[float]:
     """Train a task model: AdamW, linear warmup then cosine decay to lr/10 (the
     Trainer's ``lr_at`` schedule), gradient clipping.
 
     ``sample_batch(generator)`` draws a batch; ``loss_fn(model, batch)`` returns the
-    scalar loss. Returns the loss of every step; ``callback(step, loss)`` sees them live.
+    scalar loss. Returns the loss of every step; ``callback(step, loss)`` sees them live,
+    and ``progress=True`` shows a progress bar.
     """
-    from lslm.train import TrainConfig, lr_at
+    from lslm.train import TrainConfig, lr_at, make_optimizer
 
     if steps < 1:
         raise LslmError(f"steps must be at least 1, got {steps}")
     warmup = max(1, steps // 10) if warmup is None else warmup
-    schedule = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup)
+    schedule = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup,
+                           weight_decay=weight_decay, beta1=0.9, beta2=0.99)
+    # The per-tensor loop, not the fused kernel: the stored notebook results were made with it.
+    optimizer = make_optimizer(model, schedule, "cpu", fused=False)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="training", unit="step")
     losses = []
     model.train()
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, schedule)
-        loss = loss_fn(model, sample_batch(generator))
-        if not torch.isfinite(loss):
-            raise LslmError(f"the loss became {loss.item()} at step {step}: lower lr (now {lr})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        losses.append(loss.item())
-        if callback is not None:
-            callback(step, losses[-1])
+    try:
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, schedule)
+            loss = loss_fn(model, sample_batch(generator))
+            if not torch.isfinite(loss):
+                raise LslmError(f"the loss became {loss.item()} at step {step}: lower lr (now {lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+                if step % 20 == 0 or step == steps - 1:
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if callback is not None:
+                callback(step, losses[-1])
+    finally:
+        if bar is not None:
+            bar.close()
     model.eval()
     return losses

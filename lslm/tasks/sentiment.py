@@ -388,8 +388,12 @@ def train_classifier(
     batch_size: int = 32,
     lr: float = 5e-4,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
-    """Fine-tune every weight on ``(text, label)`` examples; returns the loss at each step."""
+    """Fine-tune every weight on ``(text, label)`` examples; returns the loss at each step.
+
+    ``progress=True`` shows a progress bar.
+    """
     from lslm.tasks.common import fit
 
     examples = check_examples(examples, model.labels, where="the training examples")
@@ -405,7 +409,7 @@ def train_classifier(
         x, n, y = batch
         return F.cross_entropy(m(x, n)[0], y)
 
-    return fit(model, loss_fn, sample_batch, steps, lr=lr, seed=seed)
+    return fit(model, loss_fn, sample_batch, steps, lr=lr, seed=seed, progress=progress)
 
 
 def accuracy(model: SentimentClassifier, examples: Sequence[tuple[str, str]]) -> float:
