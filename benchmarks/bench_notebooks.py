@@ -146,7 +146,7 @@ def main() -> int:
         failures.append(f"import lslm took {imports:.2f} s, over its {IMPORT_BUDGET_S} s budget")
 
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_notebooks.py", *sys.argv[1:]])
-    from bench_train import machine  # benchmarks/ is on sys.path when this runs as a script
+    from machine import machine  # benchmarks/ is on sys.path when this runs as a script
 
     text = "\n".join([
         f"### {datetime.date.today()}: notebook run times, {mode}", "",

@@ -54,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-interval", type=int, help="steps between evaluations (baby: 250)")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
-    t.add_argument("--compile", action="store_true",
-                   help="torch.compile the model: faster steps after about 20 s of compiling")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="bfloat16 mixed precision for the linear layers (quick: on)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the model: faster steps after about 20 s of compiling; "
+                   "on CPU it needs a C++ compiler (quick: on)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start over, replacing the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -142,8 +144,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 train[name] = getattr(args, name)
         if args.lr is not None:
             train["min_lr"] = args.lr / 10
-        train["amp"] = args.amp or train.get("amp", False)
-        train["compile"] = args.compile or train.get("compile", False)
+        for name in ("amp", "compile"):  # --amp/--no-amp and --compile/--no-compile win over the recipe
+            if getattr(args, name) is not None:
+                train[name] = getattr(args, name)
         train_cfg = TrainConfig(**train, grad_accum=args.grad_accum, seed=args.seed, device=args.device,
                                 progress=progress)
         import torch

@@ -29,7 +29,6 @@ from lslm.checkpoint import check_vocab, checkpoint_file, load_checkpoint, load_
 from lslm.data import get_batch
 from lslm.errors import LslmError
 from lslm.model import GPT, GPTConfig
-from lslm.recipes import RECIPES, Recipe  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -149,6 +148,18 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
+def check_cpp_compiler() -> None:
+    """torch.compile on CPU writes C++ and builds it: say so clearly when no compiler is there."""
+    import shutil
+
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(name and shutil.which(name) for name in names):
+        raise LslmError(
+            "compile=True (--compile, or the 'quick' recipe) needs a C++ compiler on CPU and none "
+            "was found: install g++ or clang++, or train without compiling (--no-compile, compile=False)"
+        )
+
+
 History = dict[str, list]
 
 
@@ -201,6 +212,8 @@ class Trainer:
             ids = [torch.device(self.device)] if self.device.startswith("cuda") else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)  # copies rank 0's weights
         if self.config.compile:
+            if self.device == "cpu":
+                check_cpp_compiler()
             # The compiled module shares the model's parameters; checkpoints still save self.model.
             self.net = torch.compile(self.net)
         self.tokenizer = tokenizer

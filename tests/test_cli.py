@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -175,14 +176,17 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
     assert load_checkpoint(out)["step"] == step + 3
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None and shutil.which("clang++") is None,
+                    reason="the quick recipe compiles, and torch.compile on CPU needs a C++ compiler")
 def test_recipe_sets_the_defaults_and_options_override_it(tmp_path, corpus, capsys):
     from lslm.recipes import RECIPES
 
     quick = RECIPES["quick"]
     out = tmp_path / "quick"
     # The recipe's shape and training settings, except what the command line names.
+    # --max-iters 0: the settings are saved but nothing trains, so nothing gets compiled.
     args = ["train", "--out", str(out), "--corpus", str(corpus), "--recipe", "quick", "--n-embd", "32",
-            "--block-size", "16", "--max-iters", "3", "--eval-interval", "3", "--no-progress"]
+            "--block-size", "16", "--max-iters", "0", "--eval-interval", "3", "--no-progress"]
     assert main(args) == 0
     ckpt = load_checkpoint(out)
     assert ckpt["model_config"]["n_layer"] == quick.model["n_layer"]
@@ -190,7 +194,11 @@ def test_recipe_sets_the_defaults_and_options_override_it(tmp_path, corpus, caps
     train = ckpt["train_config"]
     for key in ("batch_size", "lr", "min_lr", "amp", "compile"):
         assert train[key] == quick.train[key], key
-    assert (train["max_iters"], train["eval_interval"]) == (3, 3)
+    assert (train["max_iters"], train["eval_interval"]) == (0, 3)
+    assert quick.train["amp"] and quick.train["compile"]
+    assert main([*args, "--overwrite", "--no-amp", "--no-compile", "--lr", "1e-3"]) == 0
+    train = load_checkpoint(out)["train_config"]
+    assert (train["amp"], train["compile"], train["lr"], train["min_lr"]) == (False, False, 1e-3, 1e-4)
     fails(["train", "--out", str(out), "--resume", "--recipe", "quick"], capsys, "drop --recipe")
     with pytest.raises(SystemExit) as exit_info:  # argparse's own message, with the choices
         main(["train", "--out", str(tmp_path / "y"), "--recipe", "huge"])

@@ -229,3 +229,14 @@ def test_fit_in_pieces_follows_the_same_curve(char_data, tiny_config):
         curves.append((trainer.history["train_loss"], trainer.history["lr"]))
     assert curves[0] == curves[1]
     assert len(curves[0][0]) == 12 and curves[0][0][0] != curves[0][0][-1]
+
+
+def test_compile_without_a_cpp_compiler_says_what_to_do(char_data, tiny_config, monkeypatch):
+    import shutil as shutil_module
+
+    tok, data = char_data
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil_module, "which", lambda name: None)
+    cfg = TrainConfig(max_iters=1, batch_size=2, eval_interval=0, progress=False, compile=True, device="cpu")
+    with pytest.raises(LslmError, match="needs a C\\+\\+ compiler.*compile=False"):
+        Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg)
