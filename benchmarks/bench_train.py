@@ -118,10 +118,6 @@ class Runner:
     wall: float = 0.0
     val_curve: list = field(default_factory=list)
 
-    @property
-    def step(self) -> int:
-        return self.loop.step if self.loop else self.trainer.step
-
     def advance(self, until: int) -> None:
         """Train up to step ``until``, then evaluate if a 250-step mark was reached."""
         t0 = time.perf_counter()
