@@ -37,7 +37,7 @@ notebooks: setup
 	$(BIN)/python -m pytest notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
 
-# Appends its figures to benchmarks/RESULTS.md; about an hour on a 2-core CPU. Run it idle.
+# Appends its figures to benchmarks/RESULTS.md; about 45 minutes on a 2-core CPU. Run it idle.
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py --runs 3 --record benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_train.py --recipe quick --runs 3 --record benchmarks/RESULTS.md
