@@ -138,18 +138,16 @@ class Runner:
 
 
 def make_runner(route: str, seed: int, iters: int, tok, tokens) -> Runner:
+    baby = RECIPES["baby"]  # with TrainConfig's defaults: warmup 100, wd 0.1, betas (0.9, 0.99), clip 1
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
-                          dropout=0.0, bias=False))
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, dropout=0.0, bias=False, **baby.model))
     # fit() runs 25 steps at a time, so it must not decide evaluations itself (it evaluates
     # at the end of every call); the schedule is pinned to the whole run's length.
-    cfg = TrainConfig(max_iters=iters, lr_decay_iters=iters, batch_size=12, lr=1e-3, min_lr=1e-4,
-                      warmup_iters=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
-                      eval_interval=0, eval_iters=20, seed=seed, device="cpu", progress=False,
-                      **ROUTES[route])
+    cfg = TrainConfig(**{**baby.train, "max_iters": iters, "lr_decay_iters": iters, "eval_interval": 0,
+                         "eval_iters": 20, "seed": seed, "device": "cpu", "progress": False, **ROUTES[route]})
     trainer = Trainer(model, tok, tokens, cfg)
     loop = TextbookLoop(model, tokens, cfg) if route == "textbook" else None
-    return Runner(route, model, trainer, loop, eval_every=250)
+    return Runner(route, model, trainer, loop, eval_every=baby.train["eval_interval"])
 
 
 def run_seed(routes: list[str], seed: int, iters: int, tok, tokens) -> list[dict]:

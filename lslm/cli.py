@@ -23,8 +23,8 @@ from pathlib import Path
 from lslm.errors import LslmError
 from lslm.recipes import RECIPES
 
-# Model options and their defaults when starting a new run; None means "not given".
-MODEL_DEFAULTS = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0}
+# Model options when starting a new run; the recipe gives the shape, None means "not given".
+MODEL_DEFAULTS = {"n_layer": None, "n_head": None, "n_embd": None, "block_size": None, "dropout": 0.0}
 TOKENIZER_DEFAULTS = {"tokenizer": "char", "vocab_size": None, "corpus": None}
 
 

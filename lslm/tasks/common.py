@@ -92,10 +92,10 @@ def fit(
     if steps < 1:
         raise LslmError(f"steps must be at least 1, got {steps}")
     warmup = max(1, steps // 10) if warmup is None else warmup
-    schedule = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup,
-                           weight_decay=weight_decay, beta1=0.9, beta2=0.99)
+    cfg = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup,
+                      weight_decay=weight_decay, beta1=0.9, beta2=0.99)
     # The per-tensor loop, not the fused kernel: the stored notebook results were made with it.
-    optimizer = make_optimizer(model, schedule, "cpu", fused=False)
+    optimizer = make_optimizer(model, cfg, "cpu", fused=False)
     params = [p for p in model.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
     bar = None
@@ -108,7 +108,7 @@ def fit(
     try:
         for step in range(steps):
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, schedule)
+                group["lr"] = lr_at(step, cfg)
             loss = loss_fn(model, sample_batch(generator))
             if not torch.isfinite(loss):
                 raise LslmError(f"the loss became {loss.item()} at step {step}: lower lr (now {lr})")
