@@ -32,12 +32,12 @@ So each route of a seed starts from the reference's weights, sees the reference'
 and is scored on the reference's validation batches: the losses compare pair by pair, and
 seed 1337 is the very run behind the published 1.886.
 
-``--recipe NAME`` instead trains one of ``lslm.train.RECIPES`` start to finish, alone, and
+``--recipe NAME`` instead trains one of ``lslm.recipes.RECIPES`` start to finish, alone, and
 reports its wall time (evaluations and compiling included) against the reference's budget.
 
 The validation split is the last 10% of the text (from character ``int(0.9 * n)``), as in
-the reference loop, so the losses compare. Results print as Markdown; ``--record FILE`` also appends them, with the date, the
-command and the machine, to FILE.
+the reference loop, so the losses compare. Results print as Markdown; ``--record FILE`` also
+appends them, with the date, the command and the machine, to FILE.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ if __name__ == "__main__" and "--default-threads" not in sys.argv:
 
 import torch  # noqa: E402
 
-from lslm.data import Splits, encode_splits, load_corpus  # noqa: E402
+from lslm.data import Splits, blocks_at, encode_splits, load_corpus  # noqa: E402
 from lslm.evaluate import evaluate  # noqa: E402
 from lslm.model import GPT, GPTConfig  # noqa: E402
 from lslm.tokenizers import train_tokenizer  # noqa: E402
@@ -90,12 +90,6 @@ def load_tokens():
     text = load_corpus("tinyshakespeare")
     tok = train_tokenizer("char", text)
     return tok, encode_splits(reference_split(text), tok)
-
-
-def blocks(data: torch.Tensor, starts: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The blocks that begin at ``starts`` (x), and the same blocks one token later (y)."""
-    index = starts[:, None] + torch.arange(block)
-    return data[index], data[index + 1]
 
 
 class ReferenceDraws:
@@ -138,7 +132,7 @@ class ReplayTrainer(Trainer):
     def batch(self, split: str, generator: torch.Generator | None = None):
         if generator is not None:  # estimate_loss's own batches (the 200-batch figure)
             return super().batch(split, generator)
-        return blocks(self.data["train"], self.draws.train[self.step], self.model.config.block_size)
+        return blocks_at(self.data["train"], self.draws.train[self.step], self.model.config.block_size)
 
 
 class ReferenceLoop:
@@ -200,7 +194,7 @@ class Runner:
         self.model.eval()
         losses = []
         for starts in self.draws.evals[step]["val"]:
-            x, y = blocks(self.trainer.data["val"], starts, self.model.config.block_size)
+            x, y = blocks_at(self.trainer.data["val"], starts, self.model.config.block_size)
             with self.trainer.autocast():
                 losses.append(self.model(x, y)[1].item())
         self.model.train()

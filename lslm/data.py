@@ -282,9 +282,16 @@ def get_batch(
         )
     # Each block needs block_size + 1 tokens (its targets reach one further).
     starts = torch.randint(n - block_size, (batch_size,), generator=generator)
-    index = starts[:, None] + torch.arange(block_size)  # (batch_size, block_size)
-    x, y = data[index], data[index + 1]
+    x, y = blocks_at(data, starts, block_size)
     return x.to(device), y.to(device)
+
+
+def blocks_at(
+    data: torch.Tensor, starts: torch.Tensor, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocks of ``block_size`` tokens that begin at ``starts`` (x), and each one token later (y)."""
+    index = starts[:, None] + torch.arange(block_size)  # (len(starts), block_size)
+    return data[index], data[index + 1]
 
 
 def encode_splits(splits: Splits, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
