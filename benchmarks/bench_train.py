@@ -340,7 +340,8 @@ def verdicts(runs: list[dict], med: dict, names: list[str], recipe: str | None) 
         else:
             good = m["val_loss_20"] <= bar_loss
             loss_text = f"median validation loss {m['val_loss_20']:.3f} against the bar of {bar_loss:.3f}"
-        verdict = "met" if fast and good else ("speed met, loss NOT met" if fast else "NOT met")
+        verdict = "met" if fast and good else (f"speed {'met' if fast else 'NOT met'}, "
+                                               f"loss {'met' if good else 'NOT met'}")
         context = ""
         if "reference" in med:
             context = f" ({med['reference']['ms_per_iter'] / m['ms_per_iter']:.2f}x the reference route of this run)"
