@@ -188,17 +188,10 @@ class Runner:
             self.val_curve.append(self.reference_val_loss(until))
         self.wall += time.perf_counter() - t0
 
-    @torch.no_grad()
     def reference_val_loss(self, step: int) -> float:
         """Mean loss on the validation batches the reference draws at ``step``."""
-        self.model.eval()
-        losses = []
-        for starts in self.draws.evals[step]["val"]:
-            x, y = blocks_at(self.trainer.data["val"], starts, self.model.config.block_size)
-            with self.trainer.autocast():
-                losses.append(self.model(x, y)[1].item())
-        self.model.train()
-        return sum(losses) / len(losses)
+        val, block = self.trainer.data["val"], self.model.config.block_size
+        return self.trainer.mean_loss(blocks_at(val, starts, block) for starts in self.draws.evals[step]["val"])
 
     def step_ms(self) -> list[float]:
         if self.loop:

@@ -148,12 +148,19 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
-def check_cpp_compiler() -> None:
-    """torch.compile on CPU writes C++ and builds it: say so clearly when no compiler is there."""
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile could build CPU kernels with ($CXX first), or None."""
     import shutil
 
-    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
-    if not any(name and shutil.which(name) for name in names):
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def check_cpp_compiler() -> None:
+    """torch.compile on CPU writes C++ and builds it: say so clearly when no compiler is there."""
+    if cpp_compiler() is None:
         raise LslmError(
             "compile=True (--compile, or the 'quick' recipe) needs a C++ compiler on CPU and none "
             "was found: install g++ or clang++, or train without compiling (--no-compile, compile=False)"
@@ -311,14 +318,17 @@ class Trainer:
         self.step += 1
         return total
 
-    @torch.no_grad()
     def estimate_loss(self, split: str = "val") -> float:
         """Mean loss over ``eval_iters`` batches. The same batches every time, so curves compare."""
         gen = torch.Generator().manual_seed(self.config.seed + (1 if split == "val" else 2))
+        return self.mean_loss(self.batch(split, gen) for _ in range(self.config.eval_iters))
+
+    @torch.no_grad()
+    def mean_loss(self, batches) -> float:
+        """The model's mean loss over ``(x, y)`` batches, in eval mode (and across processes)."""
         self.model.eval()
         losses = []
-        for _ in range(self.config.eval_iters):
-            x, y = self.batch(split, gen)
+        for x, y in batches:
             with self.autocast():
                 losses.append(self.model(x, y)[1].item())
         self.model.train()

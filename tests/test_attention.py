@@ -1,13 +1,13 @@
 """All the ways of computing attention agree: the article's class, the manual path, SDPA."""
 
 import math
-import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lslm.attention import Attention, CausalSelfAttention, attention_weights, causal_mask
+from lslm.train import cpp_compiler
 
 ATOL = 1e-5
 
@@ -165,10 +165,7 @@ def test_attention_stays_float32_under_cpu_bf16_autocast():
     assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
 
 
-needs_compiler = pytest.mark.skipif(
-    shutil.which("g++") is None and shutil.which("cc") is None,
-    reason="torch.compile on CPU needs a C++ compiler",
-)
+needs_compiler = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 
 
 @needs_compiler

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import torch
 
 from lslm.checkpoint import load_checkpoint
 from lslm.cli import main
+from lslm.train import cpp_compiler
 from tests.conftest import RHYME
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
@@ -176,7 +176,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
     assert load_checkpoint(out)["step"] == step + 3
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None and shutil.which("clang++") is None,
+@pytest.mark.skipif(cpp_compiler() is None,
                     reason="the quick recipe compiles, and torch.compile on CPU needs a C++ compiler")
 def test_recipe_sets_the_defaults_and_options_override_it(tmp_path, corpus, capsys):
     from lslm.recipes import RECIPES
@@ -218,6 +218,9 @@ def test_baby_recipe_is_the_trainconfig_default():
 def test_training_threads_spin_except_under_torchrun(monkeypatch):
     from lslm.cli import spin_waiting_threads
 
+    # A private copy of the environment: what spin_waiting_threads sets must not leak into
+    # later tests, or into the notebook kernels they start.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     spin_waiting_threads()  # torch is already imported here: too late, so nothing is set

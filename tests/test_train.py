@@ -1,7 +1,6 @@
 """The Trainer: schedule, optimizer groups, learning, history, resume, interrupts, NaN."""
 
 import math
-import shutil
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from lslm.checkpoint import load_checkpoint
 from lslm.data import get_batch
 from lslm.errors import LslmError
 from lslm.model import GPT
-from lslm.train import TrainConfig, Trainer, lr_at, make_optimizer, pick_device
+from lslm.train import TrainConfig, Trainer, cpp_compiler, lr_at, make_optimizer, pick_device
 
 
 def cfg(**kw) -> TrainConfig:
@@ -202,8 +201,7 @@ def test_fused_adamw_takes_the_same_steps_as_the_textbook_loop(char_data, tiny_c
     assert max((a - s).abs().max() for a, s in zip(models[0].parameters(), start.parameters())) > 1e-3
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_matches_eager(char_data, tiny_config):
     tok, data = char_data
     curves = []
@@ -259,8 +257,7 @@ def test_bf16_training_follows_the_float32_curve(char_data, tiny_config):
     assert bf16 == pytest.approx(fp32, rel=2e-3)
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_bf16_training_follows_eager_bf16(char_data, tiny_config):
     eager = _curve(char_data, tiny_config, amp=True)
     torch._dynamo.reset()
