@@ -167,6 +167,16 @@ def check_cpp_compiler() -> None:
         )
 
 
+def compile_options(device: str) -> dict:
+    """Inductor settings for ``torch.compile`` on ``device``.
+
+    On CPU, ``cpp_wrapper`` calls the generated kernels from C++ rather than from a Python
+    function: at the baby configuration that Python glue cost about a millisecond a step
+    (benchmarks/RESULTS.md, fifth session).
+    """
+    return {"cpp_wrapper": True} if device.split(":")[0] == "cpu" else {}
+
+
 History = dict[str, list]
 
 
@@ -222,7 +232,7 @@ class Trainer:
             if self.device == "cpu":
                 check_cpp_compiler()
             # The compiled module shares the model's parameters; checkpoints still save self.model.
-            self.net = torch.compile(self.net)
+            self.net = torch.compile(self.net, options=compile_options(self.device))
         self.tokenizer = tokenizer
         check_vocab(model.config.vocab_size, tokenizer.vocab_size, "the model")
         for split in ("train", "val"):
@@ -290,7 +300,8 @@ class Trainer:
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.model.train()
+        if not self.model.training:  # train() walks every module: not free at this size
+            self.model.train()
         total = 0.0
         for micro in range(cfg.grad_accum):
             x, y = self.batch("train")

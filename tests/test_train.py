@@ -9,7 +9,7 @@ from lslm.checkpoint import load_checkpoint
 from lslm.data import get_batch
 from lslm.errors import LslmError
 from lslm.model import GPT
-from lslm.train import TrainConfig, Trainer, cpp_compiler, lr_at, make_optimizer, pick_device
+from lslm.train import TrainConfig, Trainer, compile_options, cpp_compiler, lr_at, make_optimizer, pick_device
 
 
 def cfg(**kw) -> TrainConfig:
@@ -210,6 +210,12 @@ def test_compiled_training_matches_eager(char_data, tiny_config):
         cfg = TrainConfig(max_iters=6, batch_size=4, eval_interval=0, progress=False, compile=compile)
         curves.append(Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg).fit()["train_loss"])
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
+
+
+def test_cpu_compiling_calls_its_kernels_from_cpp():
+    # The C++ wrapper saves the Python glue between kernels on CPU; CUDA keeps torch's defaults.
+    assert compile_options("cpu") == {"cpp_wrapper": True}
+    assert compile_options("cuda:0") == {} and compile_options("mps") == {}
 
 
 def test_fit_in_pieces_follows_the_same_curve(char_data, tiny_config):
