@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="bfloat16 mixed precision for the linear layers (quick: on)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction,
-                   help="torch.compile the model: faster steps after about 20 s of compiling; "
-                   "on CPU it needs a C++ compiler (quick: on)")
+                   help="torch.compile the model: faster steps after up to a minute of compiling "
+                   "the first time; on CPU it needs a C++ compiler (quick: on)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start over, replacing the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
