@@ -212,10 +212,18 @@ def test_compiled_training_matches_eager(char_data, tiny_config):
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
 
 
-def test_cpu_compiling_calls_its_kernels_from_cpp():
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_cpu_compiling_calls_its_kernels_from_cpp(char_data, tiny_config, monkeypatch):
     # The C++ wrapper saves the Python glue between kernels on CPU; CUDA keeps torch's defaults.
     assert compile_options("cpu") == {"cpp_wrapper": True}
     assert compile_options("cuda:0") == {} and compile_options("mps") == {}
+    # ... and the Trainer passes them on (the compiling itself is tested above).
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    tok, data = char_data
+    cfg = TrainConfig(max_iters=1, batch_size=2, eval_interval=0, progress=False, compile=True, device="cpu")
+    Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg)
+    assert seen == [{"options": {"cpp_wrapper": True}}]
 
 
 def test_fit_in_pieces_follows_the_same_curve(char_data, tiny_config):
