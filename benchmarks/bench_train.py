@@ -307,8 +307,8 @@ def verdicts(runs: list[dict], med: dict, names: list[str], recipe: str | None) 
                    f"{'met' if ok else 'NOT met'}: median {m['val_loss_20']:.3f} in {m['wall_s']:.0f} s "
                    f"(worst run: {max(r['val_loss_20'] for r in runs):.3f}, {max(r['wall_s'] for r in runs):.0f} s)")
         return out
-    bar_loss = REFERENCE["val_loss"] + GOALS["val_loss_slack"]
     slack = GOALS["val_loss_slack"]
+    bar_loss = REFERENCE["val_loss"] + slack
     loss_of = {(r["route"], r["seed"]): r["val_loss_20"] for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     for n in names:

@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from lslm.train import cpp_compiler
+
 SHARED_TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+# For the tests that torch.compile on CPU (the quick recipe among them).
+needs_cpp_compiler = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 
 # A short, repetitive text: a tiny model can learn it in a few dozen steps.
 RHYME = (

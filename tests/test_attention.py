@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lslm.attention import Attention, CausalSelfAttention, attention_weights, causal_mask
-from lslm.train import cpp_compiler
+from tests.conftest import needs_cpp_compiler
 
 ATOL = 1e-5
 
@@ -165,10 +165,7 @@ def test_attention_stays_float32_under_cpu_bf16_autocast():
     assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
 
 
-needs_compiler = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
-
-
-@needs_compiler
+@needs_cpp_compiler
 @pytest.mark.parametrize("causal,padded", [(True, False), (False, True)])
 def test_compiled_attention_takes_the_formula_and_agrees(causal, padded):
     # Under torch.compile on CPU, attend() writes the formula out instead of calling the
@@ -202,7 +199,7 @@ def test_compiled_attention_takes_the_formula_and_agrees(causal, padded):
     assert torch.allclose(compiled, eager, atol=1e-5)
 
 
-@needs_compiler
+@needs_cpp_compiler
 def test_compiled_bf16_attention_is_close_to_float32():
     torch._dynamo.reset()
     attn = CausalSelfAttention(64, 4).eval()

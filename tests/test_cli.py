@@ -10,8 +10,7 @@ import torch
 
 from lslm.checkpoint import load_checkpoint
 from lslm.cli import main
-from lslm.train import cpp_compiler
-from tests.conftest import RHYME
+from tests.conftest import RHYME, needs_cpp_compiler
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--max-iters", "12", "--eval-interval", "6", "--no-progress"]
@@ -176,8 +175,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
     assert load_checkpoint(out)["step"] == step + 3
 
 
-@pytest.mark.skipif(cpp_compiler() is None,
-                    reason="the quick recipe compiles, and torch.compile on CPU needs a C++ compiler")
+@needs_cpp_compiler  # the quick recipe compiles
 def test_recipe_sets_the_defaults_and_options_override_it(tmp_path, corpus, capsys):
     from lslm.recipes import RECIPES
 

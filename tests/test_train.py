@@ -9,7 +9,8 @@ from lslm.checkpoint import load_checkpoint
 from lslm.data import get_batch
 from lslm.errors import LslmError
 from lslm.model import GPT
-from lslm.train import TrainConfig, Trainer, compile_options, cpp_compiler, lr_at, make_optimizer, pick_device
+from lslm.train import TrainConfig, Trainer, compile_options, lr_at, make_optimizer, pick_device
+from tests.conftest import needs_cpp_compiler
 
 
 def cfg(**kw) -> TrainConfig:
@@ -201,7 +202,7 @@ def test_fused_adamw_takes_the_same_steps_as_the_textbook_loop(char_data, tiny_c
     assert max((a - s).abs().max() for a, s in zip(models[0].parameters(), start.parameters())) > 1e-3
 
 
-@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+@needs_cpp_compiler
 def test_compiled_training_matches_eager(char_data, tiny_config):
     tok, data = char_data
     curves = []
@@ -212,7 +213,7 @@ def test_compiled_training_matches_eager(char_data, tiny_config):
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
 
 
-@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+@needs_cpp_compiler
 def test_cpu_compiling_calls_its_kernels_from_cpp(char_data, tiny_config, monkeypatch):
     # The C++ wrapper saves the Python glue between kernels on CPU; CUDA keeps torch's defaults.
     assert compile_options("cpu") == {"cpp_wrapper": True}
@@ -271,7 +272,7 @@ def test_bf16_training_follows_the_float32_curve(char_data, tiny_config):
     assert bf16 == pytest.approx(fp32, rel=2e-3)
 
 
-@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+@needs_cpp_compiler
 def test_compiled_bf16_training_follows_eager_bf16(char_data, tiny_config):
     eager = _curve(char_data, tiny_config, amp=True)
     torch._dynamo.reset()
