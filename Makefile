@@ -10,11 +10,22 @@ PYTEST_ARGS ?=
 
 .PHONY: setup lab test unit notebooks bench clean
 
+# `setup` installs everything `make test` needs; `make lab` installs only the lab extra.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+# The venv and the pinned CPU torch, shared by both installs below.
+$(VENV)/.torch: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
+	@touch $@
+
+# lslm with the lab extra: JupyterLab and what the notebooks import (pyproject.toml).
+$(VENV)/.lab: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	@touch $@
+
+# lslm with the test extra: the lab extra plus pytest, nbval and playwright.
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $@
 	@echo "lslm is set up in $(VENV)"
@@ -22,7 +33,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lab: setup
+lab: $(VENV)/.lab
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 # Unit tests, then every notebook under nbval, in one pytest run.

@@ -15,6 +15,7 @@ _EXPORTS = {
     "GPT": "lslm.model",
     "GPTConfig": "lslm.model",
     "count_params": "lslm.model",
+    "from_pretrained": "lslm.hf",
     "Trainer": "lslm.train",
     "TrainConfig": "lslm.train",
     "load_model": "lslm.checkpoint",

@@ -2,6 +2,6 @@
 
 import sys
 
-from lslm.cli import main
+from lslm.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

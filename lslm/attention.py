@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lslm.errors import LslmError
+
 
 class Attention(nn.Module):
     """The source article's ``Attention(d_k)`` class, unchanged (section 5)."""
@@ -138,7 +140,50 @@ class KVCache:
         return k, v
 
 
-class SelfAttention(nn.Module):
+class MultiHeadAttention(nn.Module):
+    """What every multi-head attention shares, wherever its queries, keys and values come from.
+
+    A subclass builds its input projections and the output projection ``c_proj``, turns its
+    inputs into q, k and v with ``heads``, and hands them to ``mix``: attend, put the heads
+    side by side again, project. ``dropout`` applies to the attention weights while training.
+    """
+
+    c_proj: nn.Linear
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+        super().__init__()
+        if n_embd % n_head != 0:
+            raise LslmError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        self.n_head = n_head
+        self.n_embd = n_embd
+        self.dropout = dropout
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, heads, T, head_size)."""
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, heads, T, head_size) -> (B, T, C), heads side by side, then the output projection."""
+        b, _, t, _ = y.shape
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, self.n_embd))
+
+    def mix(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        key_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Heads in, ``(output (B, T, C), weights or None)`` out."""
+        dropout = self.dropout if self.training else 0.0
+        y, weights = attend(q, k, v, causal, key_mask, dropout, return_weights)
+        return self.merge(y), weights
+
+
+class SelfAttention(MultiHeadAttention):
     """Multi-head self-attention: every token builds a query, a key and a value.
 
     ``causal=True`` lets a token look only at itself and earlier tokens (a decoder, the
@@ -150,32 +195,16 @@ class SelfAttention(nn.Module):
     def __init__(
         self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = False
     ):
-        super().__init__()
-        if n_embd % n_head != 0:
-            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-        self.n_head = n_head
-        self.n_embd = n_embd
+        super().__init__(n_embd, n_head, dropout)
         self.causal = causal
         # One matrix makes Q, K and V for every head at once.
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
-        self.dropout = dropout
-        self.resid_dropout = nn.Dropout(dropout)
-
-    def heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, heads, T, head_size)."""
-        b, t, c = x.shape
-        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T, C) -> q, k, v each (B, heads, T, head_size)."""
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         return self.heads(q), self.heads(k), self.heads(v)
-
-    def merge(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, heads, T, head_size) -> (B, T, C), heads side by side, then the output projection."""
-        b, _, t, _ = y.shape
-        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(b, t, self.n_embd)))
 
     def forward(
         self,
@@ -188,9 +217,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.split_heads(x)
         if cache is not None:
             k, v = cache[0].extend(cache[1], k, v)
-        dropout = self.dropout if self.training else 0.0
-        y, weights = attend(q, k, v, self.causal, key_mask, dropout, return_weights)
-        return self.merge(y), weights
+        return self.mix(q, k, v, self.causal, key_mask, return_weights)
 
 
 class CausalSelfAttention(SelfAttention):
@@ -200,29 +227,39 @@ class CausalSelfAttention(SelfAttention):
         super().__init__(n_embd, n_head, dropout, bias, causal=True)
 
 
-class CrossAttention(SelfAttention):
+class CrossAttention(MultiHeadAttention):
     """Queries from one sequence, keys and values from another (the encoder's output).
 
     This is how a translation decoder looks at the source sentence: its weights, of
     shape (batch, heads, target time, source time), are the alignment between the two.
+    Queries and keys/values come from different inputs, so they have separate projections.
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
-        super().__init__(n_embd, n_head, dropout, bias, causal=False)
-        # Replace the fused QKV projection: queries and keys/values come from different inputs.
-        del self.c_attn
+        super().__init__(n_embd, n_head, dropout)
+        # Building the layers draws their first random values from torch's global generator.
+        # Drawing as much as a fused (n_embd -> 3 n_embd) projection would, in this order,
+        # keeps a seeded Seq2Seq at the initial weights its stored results were made with.
+        _draw_like_linear(n_embd, 3 * n_embd, bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.q_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.kv_proj = nn.Linear(n_embd, 2 * n_embd, bias=bias)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         x: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None = None,
         return_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` (B, T, C) asks, ``memory`` (B, S, C) answers; ``memory_mask`` (B, S) is True
+        for real source tokens."""
         q = self.heads(self.q_proj(x))
         k, v = (self.heads(z) for z in self.kv_proj(memory).split(self.n_embd, dim=2))
-        dropout = self.dropout if self.training else 0.0
-        y, weights = attend(q, k, v, False, memory_mask, dropout, return_weights)
-        return self.merge(y), weights
+        return self.mix(q, k, v, False, memory_mask, return_weights)
+
+
+def _draw_like_linear(n_in: int, n_out: int, bias: bool) -> None:
+    """Consume what building ``nn.Linear(n_in, n_out, bias)`` consumes from the global
+    generator: one uniform draw per weight and bias entry (on the default device and dtype)."""
+    torch.empty(n_out * n_in + (n_out if bias else 0)).uniform_()

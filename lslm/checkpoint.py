@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 
 from lslm.errors import LslmError
+from lslm.utils import atomic_write, error_summary
 
 FORMAT = "lslm-checkpoint-v1"
 FILENAME = "ckpt.pt"
@@ -32,20 +31,7 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        # Includes KeyboardInterrupt: drop the half-written file, keep the old checkpoint.
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | Path, **parts: Any) -> Path:
@@ -84,7 +70,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "not load it; use a checkpoint written by lslm, or retrain"
         ) from None
     except Exception as e:  # truncated zip, random bytes, ...
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = error_summary(e)
         raise LslmError(
             f"{file} is not a readable lslm checkpoint (truncated or corrupt: {reason}); "
             "retrain, or resume from an earlier copy"
@@ -116,7 +102,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     config = GPTConfig.from_dict(ckpt["model_config"])
     tokenizer = tokenizer_from_state(ckpt["tokenizer"])
     check_vocab(config.vocab_size, tokenizer.vocab_size, checkpoint_file(path))
-    model = GPT(config)
+    model = GPT(config, seed=0)  # its weights are replaced: draw none of the caller's random numbers
     load_state(model, ckpt["model"], checkpoint_file(path))
     return model.to(device).eval(), tokenizer
 
@@ -139,3 +125,54 @@ def load_state(model: torch.nn.Module, state: dict, where: Path | str) -> None:
             f"{where} does not fit this model ({first or 'different layers'}); "
             "it was made for another vocabulary or model shape: load it with its own config"
         ) from None
+
+
+def save_trainer(trainer: Any, path: str | Path | None = None) -> Path:
+    """Checkpoint a ``Trainer`` with everything needed to resume it exactly: weights,
+    optimizer, both random generators, configs, tokenizer, history and step.
+
+    ``path`` defaults to the trainer's ``out_dir``. With several processes only rank 0
+    writes (they all hold the same weights).
+    """
+    target = Path(path) if path is not None else trainer.out_dir
+    if target is None:
+        raise LslmError("no checkpoint folder: pass out_dir to Trainer or a path to save()")
+    if not trainer.is_main:
+        return checkpoint_file(target)
+    return save_checkpoint(
+        target,
+        model={k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        optimizer=trainer.optimizer.state_dict(),
+        rng={"torch": trainer.rng_state["cpu"], "batch": trainer.batch_gen.get_state()},
+        model_config=trainer.model.config.to_dict(),
+        train_config=trainer.config.to_dict(),
+        tokenizer=trainer.tokenizer.state(),
+        history=trainer.history,
+        step=trainer.step,
+        meta=trainer.meta,
+    )
+
+
+def resume_trainer(cls: type, path: str | Path, data: dict, out_dir: str | Path | None = None,
+                   **kwargs: Any) -> Any:
+    """Rebuild a ``Trainer`` (or subclass ``cls``) from a checkpoint, so that ``fit``
+    continues the same loss curve. ``kwargs`` go to the constructor (callbacks, tensorboard);
+    the other keywords override fields of the stored TrainConfig (``max_iters``, ``progress`` ...)."""
+    from lslm.loop import TrainConfig
+    from lslm.model import GPT, GPTConfig
+    from lslm.tokenizers import tokenizer_from_state
+
+    ckpt = load_checkpoint(path)
+    model = GPT(GPTConfig.from_dict(ckpt["model_config"]), seed=0)  # weights replaced below
+    load_state(model, ckpt["model"], path)
+    tokenizer = tokenizer_from_state(ckpt["tokenizer"])
+    passed = {k: kwargs.pop(k) for k in ("callbacks", "tensorboard") if k in kwargs}
+    config = TrainConfig.from_dict({**ckpt["train_config"], **kwargs})
+    trainer = cls(model, tokenizer, data, config, out_dir if out_dir is not None else path,
+                  meta=ckpt.get("meta"), **passed)
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.history = ckpt["history"]
+    trainer.step = int(ckpt["step"])
+    trainer.rng_state["cpu"] = ckpt["rng"]["torch"]
+    trainer.batch_gen.set_state(ckpt["rng"]["batch"])
+    return trainer

@@ -149,10 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 train[name] = getattr(args, name)
         train_cfg = TrainConfig(**train, grad_accum=args.grad_accum, seed=args.seed, device=args.device,
                                 progress=progress)
-        import torch
-
-        torch.manual_seed(args.seed)  # the same seed gives the same initial weights
-        model = GPT(config)
+        model = GPT(config, seed=args.seed)  # the same seed gives the same initial weights
         meta = {k: settings[k] for k in TOKENIZER_DEFAULTS}
         out.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(model, prepared.tokenizer, prepared.tokens, train_cfg, out_dir=out, meta=meta,
@@ -231,10 +228,16 @@ def spin_waiting_threads() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 
+def console_main() -> int:
+    """The ``lslm`` command and ``python -m lslm``: a process of its own, so it may choose its
+    threads' wait policy before torch is imported. ``main`` leaves the environment alone."""
+    if sys.argv[1:2] == ["train"]:
+        spin_waiting_threads()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        spin_waiting_threads()
     command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}[args.command]
     try:
         return command(args)
@@ -247,4 +250,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -19,16 +19,16 @@ import http.client
 import math
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import torch
 
 from .errors import LslmError
+from .utils import atomic_write, error_summary
 
 if TYPE_CHECKING:
     from .tokenizers import Tokenizer
@@ -95,10 +95,6 @@ def _checked_copy(path: Path, origin: str) -> Path:
     return path
 
 
-def _one_line(reason: object) -> str:
-    return " ".join(str(reason).split()) or "unknown error"
-
-
 def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = True) -> Path:
     """A checked local copy of tinyshakespeare, downloading it into ``cache_dir()`` if needed.
 
@@ -124,7 +120,7 @@ def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = Tru
         cached.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LslmError(
-            f"cannot create the cache folder {cached.parent} ({_one_line(e)}): "
+            f"cannot create the cache folder {cached.parent} ({error_summary(e)}): "
             f"set LSLM_CACHE to a folder you can write, or {_ENV_HINT}"
         ) from None
     _download(url, cached, not_here, where)
@@ -132,40 +128,34 @@ def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = Tru
 
 
 def _download(url: str, dest: Path, not_here: str, where: str) -> None:
-    """Fetch ``url`` into ``dest`` via a temp file, keeping it only if the sha256 matches."""
-    tmp = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
+    """Fetch ``url`` into ``dest`` through ``atomic_write``: the file appears only once it is
+    complete and its sha256 matches, so the cache never holds a partial or wrong file."""
+
+    def stream(out: IO[bytes]) -> None:
         digest = hashlib.sha256()
         size = 0
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
-        ):
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             # Stop early on something far too big: it cannot be the right file.
             while size <= 2 * TINYSHAKESPEARE_SIZE and (chunk := response.read(1 << 16)):
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
-        if digest.hexdigest() != TINYSHAKESPEARE_SHA256:
+        if digest.hexdigest() != TINYSHAKESPEARE_SHA256:  # raising here discards the file
             raise LslmError(
                 f"the file downloaded from {url} is not tinyshakespeare "
                 f"(sha256 {digest.hexdigest()}, expected {TINYSHAKESPEARE_SHA256}): {where}"
             )
-        os.replace(tmp, dest)  # atomic: the cache never holds a partial file
+
+    try:
+        atomic_write(dest, stream)
     except LslmError:
         raise
     except urllib.error.HTTPError as e:
-        raise LslmError(f"{not_here} (HTTP {e.code} {_one_line(e.reason)}): {where}") from None
+        raise LslmError(f"{not_here} (HTTP {e.code} {error_summary(e.reason)}): {where}") from None
     except urllib.error.URLError as e:
-        raise LslmError(f"{not_here} ({_one_line(e.reason)}): {where}") from None
+        raise LslmError(f"{not_here} ({error_summary(e.reason)}): {where}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # timeouts, resets, bad URLs
-        reason = _one_line(e) if str(e) else type(e).__name__
-        raise LslmError(f"{not_here} ({reason}): {where}") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)  # gone already unless something failed
+        raise LslmError(f"{not_here} ({error_summary(e)}): {where}") from None
 
 
 def _missing(path: Path) -> LslmError:
@@ -181,7 +171,7 @@ def _read_file(path: Path) -> str:
     except FileNotFoundError:
         raise _missing(path) from None
     except OSError as e:
-        reason = _one_line(e.strerror or e)
+        reason = error_summary(e.strerror or e)
         raise LslmError(f"cannot read {path} ({reason}): check its permissions") from None
     if b"\0" in raw:  # checked before decoding: UTF-8 text never contains NUL bytes
         raise LslmError(

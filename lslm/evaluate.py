@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lslm.errors import LslmError
+from lslm.utils import evaluating
 
 
 @torch.no_grad()
@@ -45,25 +46,23 @@ def evaluate(
             "evaluate on a longer text or use a smaller --block-size"
         )
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     usable = tokens[: n_windows * block + 1]
     xs = usable[:-1].view(n_windows, block)
     ys = usable[1:].view(n_windows, block)
     nats = 0.0
     top1 = top5 = 0
     pos_sum = torch.zeros(block, dtype=torch.float64)
-    for i in range(0, n_windows, batch_size):
-        x, y = xs[i : i + batch_size].to(device), ys[i : i + batch_size].to(device)
-        logits = model(x)[0].float()
-        loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
-        nats += loss.sum().item()
-        pos_sum += loss.sum(dim=0).double().cpu()
-        k = min(5, logits.size(-1))
-        best = logits.topk(k, dim=-1).indices
-        top1 += (best[..., 0] == y).sum().item()
-        top5 += (best == y.unsqueeze(-1)).any(dim=-1).sum().item()
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, n_windows, batch_size):
+            x, y = xs[i : i + batch_size].to(device), ys[i : i + batch_size].to(device)
+            logits = model(x)[0].float()
+            loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+            nats += loss.sum().item()
+            pos_sum += loss.sum(dim=0).double().cpu()
+            k = min(5, logits.size(-1))
+            best = logits.topk(k, dim=-1).indices
+            top1 += (best[..., 0] == y).sum().item()
+            top5 += (best == y.unsqueeze(-1)).any(dim=-1).sum().item()
     n = n_windows * block
     out = {
         "loss": nats / n,

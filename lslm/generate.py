@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from lslm.errors import LslmError
+from lslm.utils import ngrams
 
 # Named sampling settings, from the most cautious to the wildest.
 METHODS: dict[str, dict] = {
@@ -33,27 +35,23 @@ METHODS: dict[str, dict] = {
 }
 
 
-def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct word n-grams / all word n-grams, over all ``texts`` together (0 to 1)."""
     if n < 1:
         raise LslmError(f"n must be at least 1, got {n}")
-    grams = [g for text in texts for g in _ngrams(text.split(), n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    grams: Counter = Counter()
+    for text in texts:
+        grams.update(ngrams(text.split(), n))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
 
 
 def repeated_share(text: str, n: int = 3) -> float:
     """The share of word n-grams in ``text`` that already occurred earlier in it."""
-    grams = _ngrams(text.split(), n)
-    seen: set[tuple[str, ...]] = set()
-    repeats = 0
-    for g in grams:
-        repeats += g in seen
-        seen.add(g)
-    return repeats / len(grams) if grams else 0.0
+    grams = ngrams(text.split(), n)
+    total = sum(grams.values())
+    # Every occurrence after an n-gram's first is a repeat.
+    return (total - len(grams)) / total if total else 0.0
 
 
 @torch.no_grad()

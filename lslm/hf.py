@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 
 from lslm.errors import LslmError
+from lslm.model import GPT, GPTConfig
+from lslm.utils import error_summary
 
 # GPT-2's Conv1D layers: (in, out) there, (out, in) in nn.Linear.
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -66,10 +68,8 @@ def read_config(folder: Path) -> dict:
     return hf
 
 
-def gpt_config(hf: dict):
+def gpt_config(hf: dict) -> GPTConfig:
     """The ``GPTConfig`` matching a Hugging Face GPT-2 ``config.json``."""
-    from lslm.model import GPTConfig
-
     return GPTConfig(
         vocab_size=hf.get("vocab_size", 50257),
         block_size=hf.get("n_positions", hf.get("n_ctx", 1024)),
@@ -101,7 +101,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(binary, map_location="cpu", weights_only=True)
         except Exception as e:  # unpickling refused, truncated zip, random bytes ...
-            first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            first = error_summary(e)
             raise LslmError(f"{binary} could not be read safely ({first}); download it again") from None
         if not isinstance(state, dict):
             raise LslmError(f"{binary} does not hold a dict of tensors; it is not a model checkpoint")
@@ -139,20 +139,20 @@ def convert_state(hf_state: dict[str, torch.Tensor], model: torch.nn.Module) -> 
     return out
 
 
-def from_pretrained(path: str | Path):
+def from_pretrained(path: str | Path) -> GPT:
     """A ``GPT`` with the weights of the GPT-2 checkpoint folder at ``path``, in eval mode.
 
     ``path`` is a local folder (for example a Hugging Face cache snapshot). The logits
     match ``transformers.GPT2LMHeadModel`` on the same folder.
     """
-    from lslm.model import GPT
-
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise LslmError(f"no model folder at {folder}: {GET_GPT2}")
     hf = read_config(folder)
     state = read_weights(folder)
-    model = GPT(gpt_config(hf))
+    # The checkpoint replaces the initial weights; a fixed seed keeps building them from
+    # touching the caller's random state.
+    model = GPT(gpt_config(hf), seed=0)
     model.load_state_dict(convert_state(state, model))
     return model.eval()
 

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.errors import LslmError
+from lslm.utils import evaluating
 
 # ----- small helpers -------------------------------------------------------------------
 
@@ -50,18 +51,6 @@ def _check_layer(model: nn.Module, layer: int, what: str = "layer", top: int | N
     top = model.config.n_layer if top is None else top
     if not isinstance(layer, int) or not 0 <= layer <= top:
         raise LslmError(f"{what} must be a whole number from 0 to {top}, got {layer!r}")
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) and no gradients, restoring the model's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _readers(model: nn.Module) -> list[nn.Module]:
@@ -93,7 +82,7 @@ def residual_stream(model: nn.Module, idx: torch.Tensor | Sequence[int]) -> torc
     handles = [r.register_forward_pre_hook(_stream_hook(lambda x: states.append(x)), with_kwargs=True)
                for r in _readers(model)]
     try:
-        with _evaluating(model):
+        with evaluating(model), torch.no_grad():
             model(idx)
     finally:
         for h in handles:
@@ -130,7 +119,7 @@ def token_losses(model: nn.Module, tokens: torch.Tensor | Sequence[int]) -> torc
         raise LslmError("need at least 2 tokens: one to read and one to predict")
     x, y = tokens[:, :-1], tokens[:, 1:]
     _check_length(model, x.size(1))
-    with _evaluating(model):
+    with evaluating(model), torch.no_grad():
         logits = model(x)[0]
     return F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
 
@@ -212,8 +201,8 @@ def attention_maps(model: nn.Module, idx: torch.Tensor | Sequence[int]) -> torch
     """Attention weights of every head, shape (n_layer, batch, n_head, time, time)."""
     idx = _as_batch(idx)
     _check_length(model, idx.size(1))
-    with _evaluating(model):
-        attention = model(idx, return_attention=True)[-1]
+    with evaluating(model), torch.no_grad():
+        _, attention = model.features(idx, return_attention=True)
     return torch.stack(list(attention))
 
 
@@ -419,6 +408,8 @@ def train_on_repeats(
     """
     if 2 * n > model.config.block_size:
         raise LslmError(f"2 * n = {2 * n} tokens do not fit block_size {model.config.block_size}")
+    from lslm.loop import TrainConfig, TrainLoop
+
     keep = set(keep)
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
@@ -426,17 +417,19 @@ def train_on_repeats(
         if step in keep:
             snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
-    losses = []
+    # A constant learning rate (min_lr = lr, no warmup), no weight decay, no clipping and
+    # AdamW's usual betas: the plainest training that still learns to copy quickly.
+    config = TrainConfig(max_iters=steps, lr=lr, min_lr=lr, warmup_iters=0, weight_decay=0.0,
+                         beta2=0.999, grad_clip=0.0, eval_interval=0, seed=seed, progress=False)
+    loop = TrainLoop(
+        model,
+        lambda net, tokens: net(tokens[:, :-1], tokens[:, 1:])[1],
+        # Fresh sequences every step, the same ones for the same seed.
+        lambda: repeated_random_tokens(n, batch, model.config.vocab_size, seed=seed * 1_000_003 + loop.step + 1),
+        config,
+        callbacks=[lambda _, record: snapshot(record["step"])],
+        fused=False,
+    )
     snapshot(0)
-    for step in range(1, steps + 1):
-        tokens = repeated_random_tokens(n, batch, model.config.vocab_size, seed=seed * 1_000_003 + step)
-        _, loss = model(tokens[:, :-1], tokens[:, 1:])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        snapshot(step)
-    model.eval()
+    losses = loop.fit()["train_loss"]
     return losses, snapshots

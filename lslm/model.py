@@ -3,12 +3,15 @@
 The shape follows GPT-2: token + position embeddings, a stack of pre-LayerNorm
 Transformer blocks (attention then MLP, each added back to a residual stream), a final
 LayerNorm and a language-model head whose weights are tied to the token embedding.
+
+The parts below the config (``LayerNorm``, ``MLP``, the ``Residual`` sublayer, weight
+initialisation and tying) are shared with the encoder-decoder model in ``lslm.seq2seq``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -16,10 +19,11 @@ import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, KVCache
 from lslm.errors import LslmError
+from lslm.utils import DictConfig, evaluating, seeded
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(DictConfig):
     """The hyperparameters that decide a GPT's shape (the source article's "model building")."""
 
     vocab_size: int = 65
@@ -46,14 +50,6 @@ class GPTConfig:
             raise LslmError(f'gelu_approx must be "none" or "tanh", got {self.gelu_approx!r}')
         if not 0.0 <= self.dropout < 1.0:
             raise LslmError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
     def gpt2_small(cls) -> "GPTConfig":
@@ -98,17 +94,40 @@ class LayerNorm(nn.Module):
 
 
 class MLP(nn.Module):
-    """Per-position feed-forward network: widen 4x, GELU, project back."""
+    """Per-position feed-forward network: widen (GPT-2: 4x), GELU, project back."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, n_embd: int, n_hidden: int, bias: bool = True, gelu_approx: str = "none"):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-        self.gelu_approx = config.gelu_approx
+        self.c_fc = nn.Linear(n_embd, n_hidden, bias=bias)
+        self.c_proj = nn.Linear(n_hidden, n_embd, bias=bias)
+        self.gelu_approx = gelu_approx
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu_approx)))
+        return self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu_approx))
+
+
+class Residual(nn.Module):
+    """One pre-norm residual sublayer: ``x + dropout(sublayer(norm(x)))``.
+
+    Every block is a few of these in a row. Pre-LayerNorm normalises the input of each
+    sublayer and keeps the residual stream itself raw. The norm and the sublayer are passed
+    in, not held, so their weights keep the block's own names (``ln_1``, ``attn``, ...): the
+    names of GPT-2's checkpoints. Extra arguments go to the sublayer. A sublayer that returns
+    ``(output, weights)``, as attention does, gives ``(x + dropout(output), weights)``.
+    """
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, norm: nn.Module, sublayer: nn.Module, *args, **kwargs
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        out = sublayer(norm(x), *args, **kwargs)
+        if isinstance(out, tuple):
+            y, weights = out
+            return x + self.dropout(y), weights
+        return x + self.dropout(out)
 
 
 class Block(nn.Module):
@@ -119,56 +138,72 @@ class Block(nn.Module):
         self.ln_1 = LayerNorm(config.n_embd, config.bias)
         self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias)
         self.ln_2 = LayerNorm(config.n_embd, config.bias)
-        self.mlp = MLP(config)
+        self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, config.gelu_approx)
+        self.residual = Residual(config.dropout)
 
     def forward(
         self, x: torch.Tensor, return_weights: bool = False, cache: tuple[KVCache, int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # Pre-LayerNorm: normalise the input of each sub-layer, keep the residual stream raw.
-        a, weights = self.attn(self.ln_1(x), return_weights=return_weights, cache=cache)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        x, weights = self.residual(x, self.ln_1, self.attn, return_weights=return_weights, cache=cache)
+        x = self.residual(x, self.ln_2, self.mlp)
         return x, weights
 
 
-class GPT(nn.Module):
-    """A decoder-only Transformer language model."""
+def init_weights(model: nn.Module, n_blocks: int) -> None:
+    """GPT-2's initialisation, for any model built from these parts.
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # position embedding
-        self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_f = LayerNorm(config.n_embd, config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying: reading a token in and writing it out use the same vectors.
-        self.lm_head.weight = self.wte.weight
-        self.apply(self._init_weights)
-        # GPT-2's trick: shrink the layers that write into the residual stream, so its
-        # variance does not grow with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+    Linear and embedding weights are drawn from N(0, 0.02²) and biases set to 0. Then every
+    ``c_proj`` weight, the layers that write into a residual stream, gets the smaller std
+    0.02 / sqrt(2 * n_blocks): each block adds to the stream twice, and this keeps its
+    variance from growing with depth. Call it once the weights are tied, as both models here
+    do: the shared matrix is then drawn as the head, and a seed always gives the same weights.
+    """
+    model.apply(_normal_init)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_blocks))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+
+def _normal_init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def tie_weights(head: nn.Linear, embedding: nn.Embedding) -> None:
+    """Weight tying: the head that writes a token out uses the vectors that read it in."""
+    head.weight = embedding.weight
+
+
+class NumParams:
+    """Adds ``num_params()`` to a model (an ``nn.Module``)."""
 
     def num_params(self) -> int:
-        """Parameters counted once each (the tied head is not counted twice)."""
-        return sum(p.numel() for p in self.parameters())
+        """Parameters counted once each (a tied head is not counted twice)."""
+        return sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
 
-    @classmethod
-    def from_pretrained(cls, path) -> "GPT":
-        """Load GPT-2-family weights from a local Hugging Face checkpoint folder."""
-        from lslm.hf import from_pretrained
 
-        return from_pretrained(path)
+class GPT(NumParams, nn.Module):
+    """A decoder-only Transformer language model.
+
+    Its initial weights come from torch's global generator; with a ``seed`` they come from
+    that seed instead, and the caller's generator is left as it was. (GPT-2 weights from a
+    Hugging Face folder load with ``lslm.hf.from_pretrained``.)
+    """
+
+    def __init__(self, config: GPTConfig, seed: int | None = None):
+        super().__init__()
+        self.config = config
+        with seeded(seed):
+            self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)  # position embedding
+            self.drop = nn.Dropout(config.dropout)
+            self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+            self.ln_f = LayerNorm(config.n_embd, config.bias)
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+            tie_weights(self.lm_head, self.wte)
+            init_weights(self, config.n_layer)
 
     def features(
         self, idx: torch.Tensor, return_attention: bool = False, cache: KVCache | None = None
@@ -196,25 +231,18 @@ class GPT(nn.Module):
         return self.ln_f(x), (attention if return_attention else None)
 
     def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        return_attention: bool = False,
-        cache: KVCache | None = None,
-    ):
-        """Logits for the next token at every position, and the loss if ``targets`` are given.
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, loss)``: logits for the next token at every position, and the loss if
+        ``targets`` are given (else None).
 
-        Returns ``(logits, loss)``, or ``(logits, loss, attention)`` with
-        ``return_attention=True``, where ``attention`` is a list with one
-        (batch, heads, time, time) tensor per layer.
+        The attention weights come from ``features(idx, return_attention=True)``.
         """
-        hidden, attention = self.features(idx, return_attention, cache)
+        hidden, _ = self.features(idx, cache=cache)
         logits = self.lm_head(hidden)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
-        if return_attention:
-            return logits, loss, attention
         return logits, loss
 
     @torch.no_grad()
@@ -245,25 +273,23 @@ class GPT(nn.Module):
         gen = None
         if seed is not None:
             gen = torch.Generator(device=idx.device).manual_seed(seed)
-        was_training = self.training
-        self.eval()
         cache = None
-        for _ in range(max_new_tokens):
-            if use_cache and cache is not None and len(cache) < self.config.block_size:
-                logits = self(idx[:, -1:], cache=cache)[0][:, -1, :]  # only the newest token
-            else:
-                # First step, or the context is full: the window slides, every position
-                # shifts, and the cached keys are stale, so start over from the window.
-                cache = KVCache(self.config.n_layer) if use_cache else None
-                context = idx[:, -self.config.block_size :]  # the model sees at most block_size
-                logits = self(context, cache=cache)[0][:, -1, :]
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                probs = next_token_probs(logits, temperature, top_k, top_p)
-                next_id = torch.multinomial(probs, num_samples=1, generator=gen)
-            idx = torch.cat((idx, next_id), dim=1)
-        self.train(was_training)
+        with evaluating(self):
+            for _ in range(max_new_tokens):
+                if use_cache and cache is not None and len(cache) < self.config.block_size:
+                    logits = self(idx[:, -1:], cache=cache)[0][:, -1, :]  # only the newest token
+                else:
+                    # First step, or the context is full: the window slides, every position
+                    # shifts, and the cached keys are stale, so start over from the window.
+                    cache = KVCache(self.config.n_layer) if use_cache else None
+                    context = idx[:, -self.config.block_size :]  # the model sees at most block_size
+                    logits = self(context, cache=cache)[0][:, -1, :]
+                if temperature == 0:
+                    next_id = logits.argmax(dim=-1, keepdim=True)
+                else:
+                    probs = next_token_probs(logits, temperature, top_k, top_p)
+                    next_id = torch.multinomial(probs, num_samples=1, generator=gen)
+                idx = torch.cat((idx, next_id), dim=1)
         return idx
 
 

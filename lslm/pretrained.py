@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-import torch
-
 from lslm.checkpoint import checkpoint_file, load_model
 from lslm.errors import LslmError
 from lslm.model import GPT, GPTConfig
@@ -41,8 +39,7 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
                        n_head=4, n_embd=128, bias=False)
     train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10), eval_interval=0,
                             progress=progress, device="cpu")
-    torch.manual_seed(0)
-    trainer = Trainer(GPT(config), data.tokenizer, data.tokens, train_cfg)
+    trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg)
     trainer.fit()
     try:
         trainer.save(folder)

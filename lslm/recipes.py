@@ -1,10 +1,10 @@
 """Named training recipes: a model shape and a training configuration measured together.
 
 ``baby`` is the benchmark's reference configuration (and the defaults of ``TrainConfig``
-and ``lslm train``). ``quick`` is what issue 6 asked for: the lowest validation loss we
-could reach inside the reference loop's wall-clock budget (about 2 minutes on 2 CPU
-cores), by spending that time better: a larger batch and learning rate, bfloat16 linears
-and ``torch.compile``. ``benchmarks/bench_train.py --recipe quick`` measures it.
+and ``lslm train``). ``quick`` is tuned for the lowest validation loss inside the
+same wall-clock budget (about 2 minutes on 2 CPU cores): it spends that time better,
+with a larger batch and learning rate, bfloat16 linears and ``torch.compile``.
+``benchmarks/bench_train.py --recipe quick`` measures it.
 
     lslm train --out runs/quick --corpus tinyshakespeare --recipe quick
 """

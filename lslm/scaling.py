@@ -167,16 +167,13 @@ def run_sweep(
 
 def _train_one(config: SweepConfig, data, n_layer: int, n_embd: int) -> dict:
     """Train one size of the sweep and measure it."""
-    import torch
-
     from lslm.model import GPT, GPTConfig, count_params
     from lslm.scale import non_embedding_params, training_flops
     from lslm.train import TrainConfig, Trainer
 
     model_config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=config.block_size,
                              n_layer=n_layer, n_head=config.n_head, n_embd=n_embd, bias=False)
-    torch.manual_seed(config.seed)
-    model = GPT(model_config)
+    model = GPT(model_config, seed=config.seed)
     train_config = TrainConfig(
         max_iters=config.steps, batch_size=config.batch_size, lr=config.lr,
         min_lr=config.lr / 10, warmup_iters=config.warmup_iters, eval_interval=0,

@@ -19,8 +19,7 @@ and the loss skips padded target positions.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -28,11 +27,12 @@ import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, CrossAttention, SelfAttention
 from lslm.errors import LslmError
-from lslm.model import GPT, MLP, GPTConfig, LayerNorm
+from lslm.model import MLP, GPTConfig, LayerNorm, NumParams, Residual, init_weights, tie_weights
+from lslm.utils import DictConfig, evaluating, seeded
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(DictConfig):
     """The shape of an encoder-decoder model. Both sides use the same width and depth."""
 
     src_vocab_size: int = 32
@@ -43,7 +43,7 @@ class Seq2SeqConfig:
     n_embd: int = 64
     dropout: float = 0.0
     bias: bool = True
-    gelu_approx: str = "none"  # read by lslm.model.MLP
+    gelu_approx: str = "none"  # "tanh" is GPT-2's GELU, as in GPTConfig
     pad_id: int = 0  # the special tokens' ids, the same in both vocabularies
     bos_id: int = 1
     eos_id: int = 2
@@ -57,8 +57,9 @@ class Seq2SeqConfig:
         GPTConfig(vocab_size=1, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
                   n_embd=self.n_embd, dropout=self.dropout, bias=self.bias, gelu_approx=self.gelu_approx)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+def _mlp(config: Seq2SeqConfig) -> MLP:
+    return MLP(config.n_embd, 4 * config.n_embd, config.bias, config.gelu_approx)
 
 
 class EncoderBlock(nn.Module):
@@ -71,15 +72,19 @@ class EncoderBlock(nn.Module):
             config.n_embd, config.n_head, config.dropout, config.bias, causal=False
         )
         self.ln_2 = LayerNorm(config.n_embd, config.bias)
-        self.mlp = MLP(config)  # type: ignore[arg-type]  # it reads n_embd, bias, dropout, gelu_approx
+        self.mlp = _mlp(config)
+        self.residual = Residual(config.dropout)
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), key_mask=src_mask)[0]
-        return x + self.mlp(self.ln_2(x))
+        x, _ = self.residual(x, self.ln_1, self.attn, key_mask=src_mask)
+        return self.residual(x, self.ln_2, self.mlp)
 
 
 class DecoderBlock(nn.Module):
-    """Causal self-attention over the target, cross-attention to the source, then the MLP."""
+    """Causal self-attention over the target, cross-attention to the source, then the MLP.
+
+    It is a GPT block with one more residual sublayer in the middle, around ``cross_attn``.
+    """
 
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
@@ -88,48 +93,46 @@ class DecoderBlock(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, config.bias)
         self.cross_attn = CrossAttention(config.n_embd, config.n_head, config.dropout, config.bias)
         self.ln_3 = LayerNorm(config.n_embd, config.bias)
-        self.mlp = MLP(config)  # type: ignore[arg-type]
+        self.mlp = _mlp(config)
+        self.residual = Residual(config.dropout)
 
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, return_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # Target padding sits after the real words, so the causal mask already hides it
         # from every real word; the loss ignores what the padded positions compute.
-        x = x + self.self_attn(self.ln_1(x))[0]
-        a, weights = self.cross_attn(
-            self.ln_2(x), memory, memory_mask=src_mask, return_weights=return_weights
+        x, _ = self.residual(x, self.ln_1, self.self_attn)
+        x, weights = self.residual(
+            x, self.ln_2, self.cross_attn, memory, memory_mask=src_mask, return_weights=return_weights
         )
-        x = x + a
-        return x + self.mlp(self.ln_3(x)), weights
+        return self.residual(x, self.ln_3, self.mlp), weights
 
 
-class Seq2Seq(nn.Module):
-    """An encoder-decoder Transformer with greedy decoding and beam search."""
+class Seq2Seq(NumParams, nn.Module):
+    """An encoder-decoder Transformer with greedy decoding and beam search.
 
-    def __init__(self, config: Seq2SeqConfig):
+    Like ``GPT``, it draws its initial weights from torch's global generator, or from
+    ``seed`` without touching the caller's generator.
+    """
+
+    def __init__(self, config: Seq2SeqConfig, seed: int | None = None):
         super().__init__()
         self.config = config
         c = config
-        self.src_wte = nn.Embedding(c.src_vocab_size, c.n_embd)
-        self.tgt_wte = nn.Embedding(c.tgt_vocab_size, c.n_embd)
-        self.src_wpe = nn.Embedding(c.block_size, c.n_embd)
-        self.tgt_wpe = nn.Embedding(c.block_size, c.n_embd)
-        self.drop = nn.Dropout(c.dropout)
-        self.encoder = nn.ModuleList([EncoderBlock(c) for _ in range(c.n_layer)])
-        self.ln_enc = LayerNorm(c.n_embd, c.bias)
-        self.decoder = nn.ModuleList([DecoderBlock(c) for _ in range(c.n_layer)])
-        self.ln_dec = LayerNorm(c.n_embd, c.bias)
-        self.lm_head = nn.Linear(c.n_embd, c.tgt_vocab_size, bias=False)
-        self.lm_head.weight = self.tgt_wte.weight  # tied, as in the GPT
-        self.apply(GPT._init_weights)  # the GPT's initialisation, shared
-        # GPT-2's trick, counted as in lslm.model: 2 * n_layer blocks (encoder and decoder),
-        # each writing into a residual stream at least twice.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * (2 * c.n_layer)))
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        with seeded(seed):
+            self.src_wte = nn.Embedding(c.src_vocab_size, c.n_embd)
+            self.tgt_wte = nn.Embedding(c.tgt_vocab_size, c.n_embd)
+            self.src_wpe = nn.Embedding(c.block_size, c.n_embd)
+            self.tgt_wpe = nn.Embedding(c.block_size, c.n_embd)
+            self.drop = nn.Dropout(c.dropout)
+            self.encoder = nn.ModuleList([EncoderBlock(c) for _ in range(c.n_layer)])
+            self.ln_enc = LayerNorm(c.n_embd, c.bias)
+            self.decoder = nn.ModuleList([DecoderBlock(c) for _ in range(c.n_layer)])
+            self.ln_dec = LayerNorm(c.n_embd, c.bias)
+            self.lm_head = nn.Linear(c.n_embd, c.tgt_vocab_size, bias=False)
+            tie_weights(self.lm_head, self.tgt_wte)
+            # The deepest path runs through n_layer encoder and n_layer decoder blocks.
+            init_weights(self, 2 * c.n_layer)
 
     def _embed(self, idx: torch.Tensor, wte: nn.Embedding, wpe: nn.Embedding, side: str) -> torch.Tensor:
         t = idx.size(1)
@@ -174,28 +177,23 @@ class Seq2Seq(nn.Module):
         return mask
 
     def forward(
-        self,
-        src: torch.Tensor,
-        tgt_in: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        return_attention: bool = False,
-    ):
-        """Logits for every target position, and the loss if ``targets`` are given.
+        self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, loss)``: logits for every target position, and the loss if ``targets``
+        are given (else None).
 
         ``src`` (B, S) and ``tgt_in`` (B, T) are padded with ``pad_id``; the loss skips
-        targets equal to ``pad_id``. Returns ``(logits, loss)``, or
-        ``(logits, loss, cross_attention)`` with ``return_attention=True``.
+        targets equal to ``pad_id``. The cross-attention weights come from
+        ``decode(..., return_attention=True)``.
         """
         src_mask = self.source_mask(src)
         memory = self.encode(src, src_mask)
-        logits, attention = self.decode(tgt_in, memory, src_mask, return_attention)
+        logits, _ = self.decode(tgt_in, memory, src_mask)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
                 logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=self.config.pad_id
             )
-        if return_attention:
-            return logits, loss, attention
         return logits, loss
 
     @torch.no_grad()
@@ -208,20 +206,18 @@ class Seq2Seq(nn.Module):
         """
         c = self.config
         max_len = self._max_len(max_len)
-        was_training = self.training
-        self.eval()
-        src_mask = self.source_mask(src)
-        memory = self.encode(src, src_mask)
-        tokens = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-        for _ in range(max_len + 1):  # +1: room for the <eos> after max_len words
-            logits = self.decode(tokens, memory, src_mask)[0][:, -1]
-            next_id = logits.argmax(dim=-1).masked_fill(done, c.pad_id)
-            tokens = torch.cat((tokens, next_id[:, None]), dim=1)
-            done |= next_id == c.eos_id
-            if done.all():
-                break
-        self.train(was_training)
+        with evaluating(self):
+            src_mask = self.source_mask(src)
+            memory = self.encode(src, src_mask)
+            tokens = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long, device=src.device)
+            done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+            for _ in range(max_len + 1):  # +1: room for the <eos> after max_len words
+                logits = self.decode(tokens, memory, src_mask)[0][:, -1]
+                next_id = logits.argmax(dim=-1).masked_fill(done, c.pad_id)
+                tokens = torch.cat((tokens, next_id[:, None]), dim=1)
+                done |= next_id == c.eos_id
+                if done.all():
+                    break
         return [self._strip(row[1:].tolist())[:max_len] for row in tokens]
 
     @torch.no_grad()
@@ -247,53 +243,51 @@ class Seq2Seq(nn.Module):
             raise LslmError(f"beam_size must be at least 1, got {beam_size}")
         c, k, n = self.config, beam_size, src.size(0)
         max_len = self._max_len(max_len)
-        was_training = self.training
-        self.eval()
-        src_mask = self.source_mask(src)
-        # Row b*k + j of everything below is beam j of sentence b.
-        memory = self.encode(src, src_mask).repeat_interleave(k, dim=0)
-        mask = src_mask.repeat_interleave(k, dim=0)
-        tokens = torch.full((n * k, 1), c.bos_id, dtype=torch.long, device=src.device)
-        # At the start all beams would be the same "<bos>": keep one alive, the rest at -inf.
-        scores = torch.full((n, k), float("-inf"), device=src.device)
-        scores[:, 0] = 0.0
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]  # (score, ids)
-        for _ in range(max_len + 1):
-            logits = self.decode(tokens, memory, mask)[0][:, -1]
-            # Total log-probability of every beam extended by every word: (n, k * vocab).
-            candidates = (scores.view(-1, 1) + F.log_softmax(logits, dim=-1)).view(n, -1)
-            # 2k candidates: even if k of them end here, k stay alive.
-            top = candidates.topk(2 * k, dim=1)
-            top_scores, top_index = top.values.tolist(), top.indices.tolist()
-            rows, words, new_scores = [], [], []
-            for b in range(n):
-                alive = []
-                for rank in range(2 * k):
-                    if len(finished[b]) >= k or len(alive) == k:
-                        break
-                    score = top_scores[b][rank]
-                    beam, word = divmod(top_index[b][rank], c.tgt_vocab_size)
-                    if word != c.eos_id:
-                        alive.append((b * k + beam, word, score))
-                    elif rank < k:  # an ending counts only if it is among the k best
-                        ids = tokens[b * k + beam, 1:].tolist()
-                        finished[b].append((score / (len(ids) + 1) ** length_penalty, ids))
-                while len(alive) < k:  # a sentence that is done keeps dead beams
-                    alive.append((b * k, c.pad_id, float("-inf")))
-                for row, word, score in alive:
-                    rows.append(row)
-                    words.append(word)
-                    new_scores.append(score)
-            tokens = torch.cat((tokens[rows], torch.tensor(words, device=src.device)[:, None]), dim=1)
-            scores = torch.tensor(new_scores, device=src.device).view(n, k)
-            if all(len(f) >= k for f in finished):
-                break
+        with evaluating(self):
+            src_mask = self.source_mask(src)
+            # Row b*k + j of everything below is beam j of sentence b.
+            memory = self.encode(src, src_mask).repeat_interleave(k, dim=0)
+            mask = src_mask.repeat_interleave(k, dim=0)
+            tokens = torch.full((n * k, 1), c.bos_id, dtype=torch.long, device=src.device)
+            # At the start all beams would be the same "<bos>": keep one alive, the rest at -inf.
+            scores = torch.full((n, k), float("-inf"), device=src.device)
+            scores[:, 0] = 0.0
+            finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]  # (score, ids)
+            for _ in range(max_len + 1):
+                logits = self.decode(tokens, memory, mask)[0][:, -1]
+                # Total log-probability of every beam extended by every word: (n, k * vocab).
+                candidates = (scores.view(-1, 1) + F.log_softmax(logits, dim=-1)).view(n, -1)
+                # 2k candidates: even if k of them end here, k stay alive.
+                top = candidates.topk(2 * k, dim=1)
+                top_scores, top_index = top.values.tolist(), top.indices.tolist()
+                rows, words, new_scores = [], [], []
+                for b in range(n):
+                    alive = []
+                    for rank in range(2 * k):
+                        if len(finished[b]) >= k or len(alive) == k:
+                            break
+                        score = top_scores[b][rank]
+                        beam, word = divmod(top_index[b][rank], c.tgt_vocab_size)
+                        if word != c.eos_id:
+                            alive.append((b * k + beam, word, score))
+                        elif rank < k:  # an ending counts only if it is among the k best
+                            ids = tokens[b * k + beam, 1:].tolist()
+                            finished[b].append((score / (len(ids) + 1) ** length_penalty, ids))
+                    while len(alive) < k:  # a sentence that is done keeps dead beams
+                        alive.append((b * k, c.pad_id, float("-inf")))
+                    for row, word, score in alive:
+                        rows.append(row)
+                        words.append(word)
+                        new_scores.append(score)
+                tokens = torch.cat((tokens[rows], torch.tensor(words, device=src.device)[:, None]), dim=1)
+                scores = torch.tensor(new_scores, device=src.device).view(n, k)
+                if all(len(f) >= k for f in finished):
+                    break
         results = []
         for b in range(n):
             if not finished[b]:  # ran out of length: take the best beam, cut to max_len
                 finished[b] = [(scores[b, 0].item(), tokens[b * k, 1:].tolist())]
             results.append(self._strip(max(finished[b], key=lambda f: f[0])[1])[:max_len])
-        self.train(was_training)
         return results
 
     @torch.no_grad()

@@ -8,17 +8,24 @@
   rename it over the old one, so a crash never leaves a half-written file.
 * ``ngrams(tokens, n)``: count the n-grams of a sequence.
 * ``error_summary(exc)``: an exception as one short line, for a one-line ``LslmError``.
+* ``require(package, extra, purpose)``: a one-line ``LslmError`` naming the extra to install
+  when an optional package is missing.
+* ``DictConfig``: ``to_dict``/``from_dict`` for the config dataclasses that checkpoints store.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from lslm.errors import LslmError
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +93,51 @@ def ngrams(tokens: Sequence[Hashable], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
-def error_summary(exc: BaseException, limit: int = 120) -> str:
-    """The first line of an exception's message (or its type's name), at most ``limit`` chars."""
+def error_summary(exc: BaseException | object, limit: int = 120) -> str:
+    """The first line of an exception's message, its runs of spaces collapsed, at most
+    ``limit`` characters.
+
+    An exception without a message gives its type's name (``TimeoutError``). Anything else
+    that describes an error (``URLError.reason`` may be a plain string) is summarised the
+    same way, or as ``unknown error`` when it is empty.
+    """
     text = str(exc).strip()
-    first = text.splitlines()[0].strip() if text else type(exc).__name__
-    return first[:limit]
+    if not text:
+        return type(exc).__name__ if isinstance(exc, BaseException) else "unknown error"
+    return " ".join(text.splitlines()[0].split())[:limit]
+
+
+def require(package: str, extra: str, purpose: str) -> None:
+    """Check that an optional ``package`` is installed before ``purpose`` starts using it.
+
+    Raises ``LslmError`` that says which extra of lslm installs it. Only looks the package
+    up (cheap); importing it is left to the code that uses it.
+    """
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken install, or a module without a spec
+        found = False
+    if not found:
+        raise LslmError(
+            f"{purpose} needs the {package} package, which lslm's core install leaves out: "
+            f"pip install 'lslm[{extra}]'"
+        )
+
+
+ConfigT = TypeVar("ConfigT", bound="DictConfig")
+
+
+class DictConfig:
+    """Mixed into a config dataclass: a plain dict out, and back in.
+
+    ``from_dict`` ignores keys the dataclass does not have, so a checkpoint written by
+    another version of lslm still loads its known fields.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], d: dict[str, Any]) -> ConfigT:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -210,3 +210,34 @@ def test_compiled_bf16_attention_is_close_to_float32():
     assert y.dtype == torch.bfloat16
     # bf16 keeps about 3 significant digits; the softmax itself sums in float32.
     assert torch.allclose(y.float(), attn(x)[0], atol=3e-2)
+
+
+def test_cross_attention_is_the_formula_written_out():
+    """Queries from the target, keys and values from the memory; one head at a time, by hand."""
+    from lslm.attention import CrossAttention, MultiHeadAttention, SelfAttention
+    from lslm.errors import LslmError
+
+    torch.manual_seed(2)
+    cross = CrossAttention(32, 4).eval()
+    assert isinstance(cross, MultiHeadAttention) and not isinstance(cross, SelfAttention)
+    assert not hasattr(cross, "c_attn")
+    x, memory = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    q = cross.q_proj(x)
+    k, v = cross.kv_proj(memory).split(32, dim=-1)
+    heads, weights = [], []
+    for h in range(4):
+        cols = slice(8 * h, 8 * h + 8)
+        scores = q[..., cols] @ k[..., cols].transpose(-2, -1) / math.sqrt(8)
+        p = torch.softmax(scores.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+        heads.append(p @ v[..., cols])
+        weights.append(p)
+    expected = cross.c_proj(torch.cat(heads, dim=-1))
+    fast, none = cross(x, memory, memory_mask=mask)
+    slow, w = cross(x, memory, memory_mask=mask, return_weights=True)
+    assert none is None
+    assert torch.allclose(fast, expected, atol=ATOL) and torch.allclose(slow, expected, atol=ATOL)
+    assert torch.allclose(w, torch.stack(weights, dim=1), atol=ATOL)
+    with pytest.raises(LslmError, match="divisible"):
+        CrossAttention(30, 4)

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from lslm.checks import EXERCISES, check
+from lslm.errors import LslmError
 from lslm.model import GPTConfig
 
 
@@ -29,7 +30,7 @@ def test_param_count_is_exact():
 
 
 def test_unknown_exercise_lists_the_known_ones():
-    with pytest.raises(KeyError, match="uniform_loss"):
+    with pytest.raises(LslmError, match="uniform_loss"):
         check("nope", 1)
     assert {"uniform_loss", "param_count"} <= set(EXERCISES)
 

@@ -144,3 +144,13 @@ def test_conv1d_exercise_matches_the_real_layout(hf_model, capsys):
     assert check("hf_conv1d_shape", real, n_embd=32)
     assert check("hf_conv1d_shape", [768, 3072])
     assert not check("hf_conv1d_shape", [3072, 768])
+
+
+def test_from_pretrained_lives_in_hf_and_leaves_the_global_rng_alone(saved):
+    import lslm
+    from lslm.model import GPT
+
+    assert lslm.from_pretrained is from_pretrained and not hasattr(GPT, "from_pretrained")
+    before = torch.random.get_rng_state()
+    from_pretrained(saved)
+    assert torch.equal(torch.random.get_rng_state(), before)

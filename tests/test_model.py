@@ -56,19 +56,21 @@ def test_config_round_trips_through_dict():
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_forward_shapes_loss_and_attention():
+def test_forward_is_logits_and_loss_and_features_give_the_attention():
     model = tiny()
     x = torch.randint(0, 11, (3, 9))
     logits, loss = model(x, x)
     assert logits.shape == (3, 9, 11) and loss.ndim == 0
-    logits2, loss2, attention = model(x, x, return_attention=True)
+    assert model(x)[1] is None and len(model(x)) == 2  # one shape, with or without targets
+    hidden, attention = model.features(x, return_attention=True)
     assert len(attention) == 2
     for w in attention:
         assert w.shape == (3, 2, 9, 9)
         assert torch.allclose(w.sum(-1), torch.ones(3, 2, 9), atol=1e-5)
     # The weights path and the fused path give the same logits.
-    assert torch.allclose(logits, logits2, atol=1e-5)
-    assert torch.allclose(loss, loss2, atol=1e-5)
+    assert torch.allclose(logits, model.lm_head(hidden), atol=1e-5)
+    with pytest.raises(TypeError):
+        model(x, x, return_attention=True)
 
 
 def test_untrained_loss_is_near_uniform():
@@ -177,3 +179,90 @@ def test_gelu_approx_is_gpt2s_tanh_gelu(tiny_config):
     assert torch.allclose(mlp(x), by_hand, atol=1e-6)
     assert not torch.equal(exact.blocks[0].mlp(x), mlp(x))
     assert GPTConfig.from_dict({"vocab_size": 5}).gelu_approx == "none"  # old checkpoints load
+
+
+def test_residual_sublayer_is_x_plus_dropout_of_sublayer_of_norm():
+    import torch.nn.functional as F
+
+    from lslm.attention import CausalSelfAttention
+    from lslm.model import MLP, LayerNorm, Residual
+
+    norm, mlp, residual = LayerNorm(16, bias=True), MLP(16, 64), Residual(0.3)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    x = torch.randn(2, 5, 16)
+    torch.manual_seed(1)
+    got = residual.train()(x, norm, mlp)
+    torch.manual_seed(1)
+    assert torch.equal(got, x + F.dropout(mlp(norm(x)), 0.3, training=True))
+    assert torch.equal(residual.eval()(x, norm, mlp), x + mlp(norm(x)))
+    # A sublayer that returns (output, weights), as attention does, hands its weights on.
+    attn = CausalSelfAttention(16, 2).eval()
+    y, weights = residual(x, norm, attn, return_weights=True)
+    a, expected = attn(norm(x), return_weights=True)
+    assert torch.equal(y, x + a) and torch.equal(weights, expected)
+
+
+def test_block_drops_out_where_it_always_did():
+    """Attention dropout inside, then residual dropout on each sublayer's output: the same
+    random draws, in the same order, as the block written out."""
+    import torch.nn.functional as F
+
+    from lslm.model import Block
+
+    block = Block(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.2))
+    block.train()
+    x = torch.randn(2, 7, 16)
+    torch.manual_seed(3)
+    got, _ = block(x)
+    torch.manual_seed(3)
+    a, _ = block.attn(block.ln_1(x))
+    h = x + F.dropout(a, 0.2)
+    assert torch.equal(got, h + F.dropout(block.mlp(block.ln_2(h)), 0.2))
+
+
+def test_a_seed_gives_the_same_weights_and_leaves_the_global_rng_alone(tiny_config):
+    cfg = tiny_config(30)
+    before = torch.random.get_rng_state()
+    a, b, c = GPT(cfg, seed=5), GPT(cfg, seed=5), GPT(cfg, seed=6)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.wte.weight, c.wte.weight)
+    assert a.lm_head.weight is a.wte.weight
+    # Without a seed the model draws from the global generator, as torch.manual_seed(5) set it.
+    torch.manual_seed(5)
+    d = GPT(cfg)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), d.state_dict().values()))
+    assert not torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_initialisation_is_gpt2s_and_shared():
+    from lslm.model import init_weights
+    from lslm.seq2seq import Seq2Seq
+
+    assert not hasattr(GPT, "_init_weights") and not hasattr(GPT, "from_pretrained")
+    assert GPT.num_params is Seq2Seq.num_params  # one implementation
+    model = GPT(GPTConfig(vocab_size=64, block_size=64, n_layer=4, n_head=4, n_embd=128), seed=0)
+    std = {name: p.std().item() for name, p in model.named_parameters() if p.dim() == 2}
+    assert abs(std["wte.weight"] - 0.02) < 0.001 and abs(std["blocks.0.attn.c_attn.weight"] - 0.02) < 0.001
+    # The layers that write into the residual stream start smaller: 0.02 / sqrt(2 * n_layer).
+    assert abs(std["blocks.3.mlp.c_proj.weight"] - 0.02 / 8 ** 0.5) < 0.0005
+    assert all(p.abs().sum() == 0 for name, p in model.named_parameters() if name.endswith("c_fc.bias"))
+    init_weights(model, n_blocks=8)
+    assert abs(model.blocks[0].attn.c_proj.weight.std().item() - 0.02 / 4) < 0.0005
+
+
+def test_seeded_initial_weights_stay_what_they_were():
+    """Stored notebook results come from seeded models: a change to how the model is built
+    that moves its initial weights shows up here first."""
+    from lslm.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    gpt = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16), seed=0)
+    s2s = Seq2Seq(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=2,
+                                n_head=2, n_embd=32), seed=0)
+    got = [gpt.wte.weight[0, :3].tolist(), gpt.blocks[1].mlp.c_proj.weight[0, :2].tolist(),
+           s2s.decoder[1].cross_attn.kv_proj.weight[0, :2].tolist(), s2s.lm_head.weight[3, :2].tolist()]
+    expected = [0.0071779, 0.007819, 0.0150499, -0.0033307, 0.0079011, -0.0076693, -0.0034523,
+                0.0139972, 0.0231044]
+    assert torch.allclose(torch.tensor(sum(got, [])), torch.tensor(expected), atol=1e-6)

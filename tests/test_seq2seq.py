@@ -111,8 +111,9 @@ def test_cross_attention_weights():
     model = tiny()
     src = batch_of(LONG, SHORT)
     tgt_in = torch.tensor([[BOS, 3, 4], [BOS, 5, 6]])
-    logits, loss, attention = model(src, tgt_in, return_attention=True)
-    assert loss is None and len(attention) == model.config.n_layer
+    mask = model.source_mask(src)
+    logits, attention = model.decode(tgt_in, model.encode(src, mask), mask, return_attention=True)
+    assert model(src, tgt_in)[1] is None and len(attention) == model.config.n_layer
     for w in attention:
         assert w.shape == (2, 2, 3, len(LONG))  # (batch, heads, target, source)
         assert torch.allclose(w.sum(-1), torch.ones(2, 2, 3))
@@ -159,3 +160,34 @@ def test_sequence_logprob_adds_up_the_steps():
         logp = torch.log_softmax(model(src[b : b + 1], tgt_in)[0][0], dim=-1)
         by_hand = sum(logp[i, tok].item() for i, tok in enumerate(out + [EOS]))
         assert abs(got[b].item() - by_hand) < 1e-4
+
+
+def test_forward_is_logits_and_loss_and_a_seed_leaves_the_global_rng_alone():
+    config = Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=2, n_head=2, n_embd=32)
+    before = torch.random.get_rng_state()
+    a, b = Seq2Seq(config, seed=3), Seq2Seq(config, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a.lm_head.weight is a.tgt_wte.weight
+    with pytest.raises(TypeError):
+        a(batch_of(SHORT), torch.tensor([[BOS, 5]]), return_attention=True)
+
+
+def test_blocks_are_residual_sublayers():
+    """Each decoder block is x + sublayer(norm(x)) three times: self-attention,
+    cross-attention, MLP (dropout is off in eval mode)."""
+    model = sharpen(tiny())
+    block = model.decoder[0]
+    src = batch_of(SHORT, LONG)
+    mask = model.source_mask(src)
+    memory = model.encode(src, mask)
+    x = torch.randn(2, 4, 32)
+    h = x + block.self_attn(block.ln_1(x))[0]
+    a, weights = block.cross_attn(block.ln_2(h), memory, memory_mask=mask, return_weights=True)
+    h = h + a
+    expected = h + block.mlp(block.ln_3(h))
+    got, got_weights = block(x, memory, mask, return_weights=True)
+    assert torch.allclose(got, expected, atol=1e-6) and torch.equal(got_weights, weights)
+    enc = model.encoder[0]
+    h = x + enc.attn(enc.ln_1(x))[0]
+    assert torch.allclose(enc(x, torch.ones(2, 4, dtype=torch.bool)), h + enc.mlp(enc.ln_2(h)), atol=1e-6)

@@ -59,8 +59,8 @@ def test_bad_generator_arguments():
 # ------------------------------------------------------------------------ scores
 def test_normalisation_and_scores():
     assert qa.normalize_answer("The  Red car!") == "red car"
-    assert qa.exact_match("a red car", "Red car.") == 1.0
-    assert qa.exact_match("red", "red car") == 0.0
+    assert qa.is_exact_match("a red car", "Red car.") is True
+    assert qa.is_exact_match("red", "red car") is False
     # "red" vs "red car": precision 1, recall 1/2, F1 = 2/3.
     assert qa.f1("red", "red car") == pytest.approx(2 / 3)
     # "the blue car" vs "red car": one shared word of 2 and 2 -> P = R = 1/2.
@@ -198,3 +198,17 @@ def test_span_model_beats_the_first_sentence_baseline():
     weights = qa.sentence_attention(model, test[0], vocab, block)
     assert weights.shape == (2, 2, len(sentences_of(test[0].context)))
     assert torch.all(weights >= 0) and torch.all(weights.sum(-1) <= 1 + 1e-6)
+
+
+def test_span_model_names_its_backbone_and_keeps_its_mode():
+    from lslm.model import GPT, GPTConfig
+
+    train, test = qa.make_qa_data(60, 5, seed=1)
+    vocab = qa.QAVocab.build(train)
+    gpt = GPT(GPTConfig(vocab_size=len(vocab), block_size=40, n_layer=1, n_head=2, n_embd=16))
+    model = qa.SpanQA(gpt)
+    assert model.backbone is gpt  # the same name as the sentiment classifier's
+    model.train()
+    qa.predict(model, test, vocab, 40)
+    qa.sentence_attention(model, test[0], vocab, 40)
+    assert model.training

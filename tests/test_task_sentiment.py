@@ -184,6 +184,41 @@ def test_classifier_from_scratch_is_a_fresh_copy():
     assert scratch.backbone.config == model.backbone.config
 
 
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_classifier_is_seeded_and_leaves_the_global_generator_alone():
+    model, tok = _tiny()
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    a = S.classifier(tok, model.backbone, pretrained=False, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = S.classifier(tok, model.backbone, pretrained=False, seed=1)
+    assert _same_weights(a, b)
+    torch.manual_seed(1)  # the weights a global reseed gives: models match earlier versions
+    expected = S.SentimentClassifier(GPT(model.backbone.config), tok)
+    assert _same_weights(a, expected)
+
+
+def test_an_adjective_in_both_word_lists_is_an_error(monkeypatch):
+    monkeypatch.setattr(S, "NEGATIVE", ("good",))  # "good" is also in POSITIVE
+    with pytest.raises(LslmError, match="both POSITIVE and NEGATIVE"):
+        S.make_reviews(20, 5, 5, seed=0)
+
+
+def test_predictions_leave_the_model_in_its_mode():
+    model, _ = _tiny()
+    model.train()
+    model.predict(["the food was good."])
+    S.word_attention(model, "the food was good.")
+    assert model.training
+    with pytest.raises(LslmError):
+        model.probs(["x" * 100])  # too long: the mode is restored all the same
+    assert model.training
+
+
 def test_training_beats_the_majority_baseline():
     """Even a tiny model from scratch learns plain and negated reviews well above a
     majority guess, on sentences it never saw. (Generalising to held-out pairs like an

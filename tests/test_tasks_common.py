@@ -37,7 +37,7 @@ def test_split_examples_is_seeded_and_complete():
         split_examples([1, 2])
 
 
-def test_fit_learns_a_line_and_reports_every_step():
+def test_fit_learns_a_line_reports_every_step_and_keeps_the_model_mode():
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
     x = torch.linspace(-1, 1, 64).unsqueeze(1)
@@ -47,9 +47,26 @@ def test_fit_learns_a_line_and_reports_every_step():
 
     seen = []
     losses = fit(model, loss_fn, lambda g: x[torch.randint(0, 64, (16,), generator=g)], steps=300,
-                 lr=0.1, weight_decay=0.0, callback=lambda s, l: seen.append(s))
-    assert seen == list(range(300)) and len(losses) == 300
+                 lr=0.1, weight_decay=0.0, callbacks=[lambda loop, rec: seen.append(rec["step"])])
+    assert seen == list(range(1, 301)) and len(losses) == 300
     assert losses[-1] < 1e-3 < losses[0]
-    assert abs(model.weight.item() - 3) < 0.05 and not model.training
+    assert abs(model.weight.item() - 3) < 0.05 and model.training
     with pytest.raises(LslmError, match="loss became"):
         fit(model, lambda m, b: m(b).sum() * float("nan"), lambda g: x, steps=2)
+
+
+def test_one_word_vocabulary_for_every_task():
+    from lslm.tasks import qa
+    from lslm.tasks import translation as tr
+    from lslm.tasks.common import WordVocab
+
+    assert tr.WordVocab is WordVocab and issubclass(qa.QAVocab, WordVocab)
+    v = WordVocab.from_sentences(["the dog", "a dog"])
+    assert v.itos == ["<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "the"]  # sorted words
+    assert v.encode("the cat") == v.encode(["the", "cat"]) == [6, v.unk_id]
+    assert len(v) == v.vocab_size == 7
+    q = qa.QAVocab(["the", "dog", "the", "a"])  # first-seen order, no start or end token
+    assert q.itos == ["[PAD]", "[UNK]", "[SEP]", "the", "dog", "a"]
+    assert (q.pad_id, q.unk_id, q.bos_id, q.eos_id) == (0, 1, None, None)
+    assert q.encode("the cat") == q.encode(["the", "cat"]) == [3, 1]
+    assert q.decode([3, 4, 0]) == "the dog" and len(q) == q.vocab_size == 6

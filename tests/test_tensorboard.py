@@ -94,3 +94,15 @@ def test_resume_after_a_crash_logs_each_step_once(char_data, tiny_config, tmp_pa
     assert [e.step for e in train] == list(range(1, 9))  # steps 4 and 5 once, from the resumed run
     assert [e.value for e in train] == pytest.approx(h["train_loss"], rel=1e-6)
     assert [e.step for e in acc.Scalars("val/loss")] == [0, 3, 6, 8]
+
+
+def test_without_tensorboard_installed_the_error_names_the_extra(char_data, tiny_config, tmp_path,
+                                                                 monkeypatch):
+    from lslm.errors import LslmError
+
+    tok, data = char_data
+    cfg = TrainConfig(max_iters=2, batch_size=2, eval_interval=0, progress=False, device="cpu")
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    with pytest.raises(LslmError, match=r"pip install 'lslm\[tensorboard\]'"):
+        Trainer(GPT(tiny_config(tok.vocab_size)), tok, data, cfg, tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "tb").exists()

@@ -215,7 +215,7 @@ def test_attention_weights_match_the_model(model, tok, attention):
     ids = torch.tensor([tok.encode("Up above the world")])
     model.eval()
     with torch.no_grad():
-        expected = model(ids, return_attention=True)[2][1][0, 1]
+        expected = model.features(ids, return_attention=True)[1][1][0, 1]
     torch.testing.assert_close(attention.weights(1, 1), expected)
 
 

@@ -19,6 +19,7 @@ import pkgutil
 from typing import Any
 
 from lslm.checks.registry import EXERCISES, Exercise, exercise
+from lslm.errors import LslmError
 
 __all__ = ["EXERCISES", "Exercise", "Verdict", "check", "exercise"]
 
@@ -57,7 +58,8 @@ def check(name: str, answer: Any, **context: Any) -> Verdict:
     a list of tokens) must equal the reference exactly.
     """
     if name not in EXERCISES:
-        raise KeyError(f"no exercise called {name!r}; there are: {', '.join(sorted(EXERCISES))}")
+        raise LslmError(f"no exercise called {name!r}: check the spelling, or use one of "
+                        f"{', '.join(sorted(EXERCISES))}")
     ex = EXERCISES[name]
     if answer is None or answer is Ellipsis:
         print(f"Not answered yet. {ex.question}\nHint: {ex.hint}")

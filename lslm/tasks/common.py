@@ -1,18 +1,20 @@
-"""What the task modules share: reading TSV files, splitting examples, a training loop."""
+"""What the task modules share: reading TSV files, a word vocabulary, splitting examples,
+a training loop."""
 
 from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from lslm.errors import LslmError
+from lslm.loop import Callback, TrainConfig, TrainLoop
 
-__all__ = ["LslmError", "read_tsv", "split_examples", "fit"]
+__all__ = ["LslmError", "WordVocab", "read_tsv", "split_examples", "fit"]
 
 T = TypeVar("T")
 
@@ -47,6 +49,66 @@ def read_tsv(path: str | Path, columns: int = 2) -> list[tuple[str, ...]]:
     return rows
 
 
+class WordVocab:
+    """Whole words <-> integer ids: the special tokens first, then every other word once.
+
+    The one vocabulary of the task modules, with the method names of
+    ``lslm.tokenizers.Tokenizer``: ``encode`` takes a sentence (split on white space) or a
+    list of words split already, ``decode`` gives the words back, and ``vocab_size`` (also
+    ``len``) counts the ids. A word not seen when the vocabulary was built becomes ``UNK``.
+
+    ``<pad>`` fills short sentences up to the batch's length, ``<bos>`` starts a
+    decoder's input, ``<eos>`` ends a sentence. A subclass may choose other special tokens
+    (``None`` for one it does not use) and keep the words in the order given instead of
+    sorting them.
+    """
+
+    PAD: str | None = "<pad>"
+    BOS: str | None = "<bos>"
+    EOS: str | None = "<eos>"
+    UNK: str = "<unk>"
+    SPECIALS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3
+    SORT = True  # sorted: the ids do not depend on the order the sentences came in
+
+    def __init__(self, words: Iterable[str]):
+        new = dict.fromkeys(w for w in words if w not in self.SPECIALS)  # ordered, no repeats
+        self.itos = [*self.SPECIALS, *(sorted(new) if self.SORT else new)]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (
+            None if token is None else self.stoi[token]
+            for token in (self.PAD, self.BOS, self.EOS, self.UNK)
+        )
+
+    @classmethod
+    def from_sentences(cls, sentences: Iterable[str]) -> "WordVocab":
+        """The vocabulary of every word in ``sentences`` (split on white space)."""
+        return cls(w for s in sentences for w in s.split())
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, words: str | Sequence[str]) -> list[int]:
+        """Word ids, without special tokens added; unknown words become ``UNK``."""
+        if isinstance(words, str):
+            words = words.split()
+        return [self.stoi.get(w, self.unk_id) for w in words]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words up to the first ``EOS``, skipping ``PAD`` and ``BOS``."""
+        words = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_id:
+                break
+            if i not in (self.pad_id, self.bos_id):
+                words.append(self.itos[i])
+        return " ".join(words)
+
+
 def split_examples(
     examples: Sequence[T], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0
 ) -> dict[str, list[T]]:
@@ -77,55 +139,26 @@ def fit(
     warmup: int | None = None,
     grad_clip: float = 1.0,
     seed: int = 0,
-    callback: Callable[[int, float], None] | None = None,
+    callbacks: list[Callback] | None = None,
     progress: bool = False,
 ) -> list[float]:
-    """Train a task model: AdamW, linear warmup then cosine decay to lr/10 (the
-    Trainer's ``lr_at`` schedule), gradient clipping.
+    """Train a task model with the library's one loop (``lslm.loop.TrainLoop``): AdamW,
+    linear warmup then cosine decay to lr/10, gradient clipping.
 
-    ``sample_batch(generator)`` draws a batch; ``loss_fn(model, batch)`` returns the
-    scalar loss. Returns the loss of every step; ``callback(step, loss)`` sees them live,
-    and ``progress=True`` shows a progress bar.
+    ``sample_batch(generator)`` draws a batch from a generator seeded with ``seed``;
+    ``loss_fn(model, batch)`` returns the scalar loss. Returns the loss of every step; each
+    callback is called as ``callback(loop, record)`` after every step, and ``progress=True``
+    shows a progress bar. The model is left in the mode it was in.
     """
-    from lslm.train import TrainConfig, lr_at, make_optimizer
-
     if steps < 1:
         raise LslmError(f"steps must be at least 1, got {steps}")
     warmup = max(1, steps // 10) if warmup is None else warmup
     cfg = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup,
-                      weight_decay=weight_decay, beta1=0.9, beta2=0.99)
-    # The per-tensor loop, not the fused kernel: the stored notebook results were made with it.
-    optimizer = make_optimizer(model, cfg, "cpu", fused=False)
-    params = [p for p in model.parameters() if p.requires_grad]
+                      weight_decay=weight_decay, beta1=0.9, beta2=0.99, grad_clip=grad_clip,
+                      eval_interval=0, seed=seed, progress=progress)
     generator = torch.Generator().manual_seed(seed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="training", unit="step")
-    losses = []
-    model.train()
-    try:
-        for step in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            loss = loss_fn(model, sample_batch(generator))
-            if not torch.isfinite(loss):
-                raise LslmError(f"the loss became {loss.item()} at step {step}: lower lr (now {lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
-            if bar is not None:
-                bar.update(1)
-                if step % 20 == 0 or step == steps - 1:
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if callback is not None:
-                callback(step, losses[-1])
-    finally:
-        if bar is not None:
-            bar.close()
-    model.eval()
-    return losses
+    # The per-tensor AdamW: its rounding differs slightly from the fused kernel's, and the
+    # notebooks' stored task results (and the margins they assert) are measured with it.
+    loop = TrainLoop(model, loss_fn, lambda: sample_batch(generator), cfg, callbacks=callbacks, fused=False)
+    loop.fit()
+    return loop.history["train_loss"]

@@ -18,11 +18,11 @@ lower-case) both sides the same way before scoring.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 from lslm.errors import LslmError
+from lslm.utils import ngrams  # also importable from here: BLEU and chrF are built on it
 
 
 def _check_pair(hypotheses: Sequence[str], references: Sequence[str]) -> None:
@@ -36,11 +36,6 @@ def _check_pair(hypotheses: Sequence[str], references: Sequence[str]) -> None:
         )
     if len(hypotheses) == 0:
         raise LslmError("there is nothing to score: pass at least one hypothesis and its reference")
-
-
-def ngrams(tokens: Sequence[str], n: int) -> Counter:
-    """How often each run of ``n`` consecutive tokens occurs in ``tokens``."""
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 @dataclass

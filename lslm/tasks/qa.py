@@ -8,7 +8,8 @@ look back at it. The pieces, top to bottom:
 * data: ``QAExample``, a seeded generator of passages about people (``make_qa_data``),
   and a loader for SQuAD-style JSON files (``load_squad``);
 * words: ``tokenize`` (words with their character offsets) and ``QAVocab``;
-* scoring: SQuAD's answer normalisation, ``exact_match`` and token ``f1``;
+* scoring: SQuAD's answer normalisation, ``is_exact_match`` and token ``f1`` for one
+  answer, ``score`` for a whole set;
 * the model: ``SpanQA``, its loss, ``predict`` and ``sentence_attention``.
 """
 
@@ -28,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.errors import LslmError
+from lslm.tasks.common import WordVocab
+from lslm.utils import evaluating, seeded
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 
@@ -244,26 +247,21 @@ def input_length(ex: QAExample) -> int:
     return len(tokenize(ex.question)) + 1 + len(tokenize(ex.context))
 
 
-class QAVocab:
-    """A word vocabulary: ``[PAD]``, ``[UNK]``, ``[SEP]``, then the words of the training set."""
+class QAVocab(WordVocab):
+    """The task modules' ``WordVocab`` with ``[PAD]``, ``[UNK]``, ``[SEP]`` first, then the
+    words of the training set in the order they first appear (no start or end token: the
+    model points at a span, it writes nothing)."""
 
-    def __init__(self, words: Sequence[str]):
-        self.itos = [PAD, UNK, SEP, *[w for w in words if w not in (PAD, UNK, SEP)]]
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
+    PAD, UNK = PAD, UNK  # this module's "[PAD]" and "[UNK]"
+    BOS = EOS = None
+    SPECIALS = (PAD, UNK, SEP)
+    SORT = False
 
     @classmethod
     def build(cls, examples: Sequence[QAExample]) -> "QAVocab":
-        seen: dict[str, None] = {}  # insertion-ordered, so the ids are deterministic
-        for ex in examples:
-            for text in (ex.question, ex.context):
-                seen.update((w, None) for w, _, _ in tokenize(text))
-        return cls(list(seen))
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, words: Sequence[str]) -> list[int]:
-        return [self.stoi.get(w, 1) for w in words]
+        """The words (as ``tokenize`` splits them) of every question and passage."""
+        return cls(w for ex in examples for text in (ex.question, ex.context)
+                   for w, _, _ in tokenize(text))
 
 
 @dataclass
@@ -320,10 +318,14 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def exact_match(prediction: str, gold: str | Sequence[str]) -> float:
-    """1.0 if the normalised prediction equals a normalised gold answer, else 0.0."""
+def is_exact_match(prediction: str, gold: str | Sequence[str]) -> bool:
+    """Whether the normalised prediction equals a normalised gold answer (one of several).
+
+    One answer's verdict; ``score`` averages it over a set of answers, and
+    ``lslm.tasks.metrics.exact_match`` is the corpus percentage used for translations.
+    """
     golds = [gold] if isinstance(gold, str) else gold
-    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+    return any(normalize_answer(prediction) == normalize_answer(g) for g in golds)
 
 
 def f1(prediction: str, gold: str | Sequence[str]) -> float:
@@ -353,7 +355,7 @@ def score(predictions: Sequence[str], examples: Sequence[QAExample]) -> dict[str
         raise LslmError(f"got {len(predictions)} predictions for {len(examples)} examples: "
                         "give one prediction per example (and at least one)")
     n = len(examples)
-    return {"exact_match": sum(exact_match(p, e.answers) for p, e in zip(predictions, examples)) / n,
+    return {"exact_match": sum(is_exact_match(p, e.answers) for p, e in zip(predictions, examples)) / n,
             "f1": sum(f1(p, e.answers) for p, e in zip(predictions, examples)) / n}
 
 
@@ -366,22 +368,22 @@ def first_sentence_baseline(ex: QAExample) -> str:
 class SpanQA(nn.Module):
     """A GPT backbone and a span head: two scores (start, end) per token."""
 
-    def __init__(self, gpt: nn.Module):
+    def __init__(self, backbone: nn.Module, seed: int | None = None):
         super().__init__()
-        self.gpt = gpt
-        self.span = nn.Linear(gpt.config.n_embd, 2)
+        self.backbone = backbone
+        with seeded(seed):  # a seed leaves the caller's random numbers alone
+            self.span = nn.Linear(backbone.config.n_embd, 2)
 
-    def forward(self, idx: torch.Tensor, passage_mask: torch.Tensor,
-                return_attention: bool = False):
-        """Start and end logits (B, T); positions outside the passage get -inf.
+    def forward(
+        self, idx: torch.Tensor, passage_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, end)`` logits, each (B, T); positions outside the passage get -inf.
 
-        With ``return_attention=True`` also the backbone's per-layer attention weights.
+        The backbone's attention weights come from ``backbone.features(idx, return_attention=True)``.
         """
-        hidden, attention = self.gpt.features(idx, return_attention=return_attention)
+        hidden, _ = self.backbone.features(idx)
         logits = self.span(hidden).masked_fill(~passage_mask.unsqueeze(-1), float("-inf"))
         start, end = logits.unbind(-1)
-        if return_attention:
-            return start, end, attention
         return start, end
 
 
@@ -419,18 +421,16 @@ def best_spans(start: torch.Tensor, end: torch.Tensor, max_len: int = 8) -> list
 def predict(model: SpanQA, examples: Sequence[QAExample], vocab: QAVocab, block_size: int,
             max_len: int = 8, batch_size: int = 256) -> list[str]:
     """The model's answer text for each example (a span of its passage)."""
-    was_training = model.training
-    model.eval()
     answers = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        encoded = [encode(ex, vocab, block_size) for ex in chunk]
-        b = collate(encoded)
-        for ex, e, (s, t) in zip(chunk, encoded,
-                                 best_spans(*model(b["idx"], b["passage_mask"]), max_len)):
-            (c0, _), (_, c1) = e.offsets[s - e.passage_start], e.offsets[t - e.passage_start]
-            answers.append(ex.context[c0:c1])
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i : i + batch_size]
+            encoded = [encode(ex, vocab, block_size) for ex in chunk]
+            b = collate(encoded)
+            for ex, e, (s, t) in zip(chunk, encoded,
+                                     best_spans(*model(b["idx"], b["passage_mask"]), max_len)):
+                (c0, _), (_, c1) = e.offsets[s - e.passage_start], e.offsets[t - e.passage_start]
+                answers.append(ex.context[c0:c1])
     return answers
 
 
@@ -447,10 +447,8 @@ def sentence_attention(model: SpanQA, ex: QAExample, vocab: QAVocab,
     """
     e = encode(ex, vocab, block_size)
     b = collate([e])
-    was_training = model.training
-    model.eval()
-    _, _, attention = model(b["idx"], b["passage_mask"], return_attention=True)
-    model.train(was_training)
+    with evaluating(model):
+        _, attention = model.backbone.features(b["idx"], return_attention=True)
     last = torch.stack([a[0, :, -1] for a in attention])  # (layers, heads, T)
     return torch.stack([last[..., s:t].sum(-1)
                         for s, t in sentence_spans(e.words, e.passage_start)], dim=-1)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from lslm.errors import LslmError
 from lslm.model import GPT
 from lslm.tokenizers import Tokenizer
+from lslm.utils import evaluating, seeded
 
 LABELS = ("neg", "pos")  # index 0 and 1 of the classifier's output
 
@@ -140,7 +141,11 @@ def _review(rng: random.Random, kind: str, label: str, held: dict[str, str]) -> 
         held_first = first_negated and held.get(first_adj) == "negated"
     else:
         held_first = False
-    assert got == label
+    if got != label:  # only possible when an adjective sits in both word lists
+        raise LslmError(
+            f"{adjective!r} is in both POSITIVE and NEGATIVE, so its label is ambiguous: "
+            "keep each adjective in only one of the two lists"
+        )
     is_held = held.get(adjective) in uses or held_first
     return Review(f"{text}.", label, kind, adjective, is_held)
 
@@ -353,13 +358,11 @@ class SentimentClassifier(nn.Module):
     @torch.no_grad()
     def probs(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Probability of each label, (len(texts), labels)."""
-        was_training = self.training
-        self.eval()
         out = []
-        for start in range(0, len(texts), batch_size):
-            idx, lengths = self.encode(texts[start : start + batch_size])
-            out.append(F.softmax(self(idx, lengths)[0], dim=-1))
-        self.train(was_training)
+        with evaluating(self):
+            for start in range(0, len(texts), batch_size):
+                idx, lengths = self.encode(texts[start : start + batch_size])
+                out.append(F.softmax(self(idx, lengths)[0], dim=-1))
         if not out:
             raise LslmError("no texts to classify: give at least one")
         return torch.cat(out)
@@ -376,9 +379,11 @@ def classifier(
     freshly initialised (``pretrained=False``), for a fair from-scratch comparison."""
     import copy
 
-    torch.manual_seed(seed)  # the head (and a from-scratch body) start the same every time
-    body = copy.deepcopy(backbone) if pretrained else GPT(backbone.config)
-    return SentimentClassifier(body, tokenizer, pool=pool)
+    # The same seed gives the same head (and from-scratch body); the global generator is
+    # seeded only inside the block, so the caller's random numbers are left as they were.
+    with seeded(seed):
+        body = copy.deepcopy(backbone) if pretrained else GPT(backbone.config)
+        return SentimentClassifier(body, tokenizer, pool=pool)
 
 
 def train_classifier(
@@ -466,11 +471,9 @@ def word_attention(
     and layers, then the characters of each word are summed. The weights on spaces are
     left out, so the words' shares add up to a little under 1.
     """
-    was_training = model.training
-    model.eval()
     idx, lengths = model.encode([text])
-    _, attention = model(idx, lengths, return_attention=True)
-    model.train(was_training)
+    with evaluating(model):
+        _, attention = model(idx, lengths, return_attention=True)
     layers = range(len(attention)) if layers is None else layers
     row = torch.stack([attention[i][0, :, -1, :] for i in layers]).mean(dim=(0, 1))  # (T,)
     return [(w, row[a:b].sum().item()) for w, a, b in word_spans(text)]

@@ -29,13 +29,13 @@ For real data, ``load_tsv`` reads one ``source<TAB>target`` pair per line.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from lslm.errors import LslmError
-from lslm.tasks.common import read_tsv
+from lslm.tasks.common import WordVocab, read_tsv  # WordVocab: tr.WordVocab too
 
 # ----------------------------------------------------------------------------- the languages
 
@@ -236,49 +236,7 @@ def load_parallel(
 
 
 # ----------------------------------------------------------------------------- tokens
-
-
-class WordVocab:
-    """A word-level vocabulary: one id per word, plus four special tokens.
-
-    ``<pad>`` fills short sentences up to the batch's length, ``<bos>`` starts the
-    decoder's input, ``<eos>`` ends a sentence, ``<unk>`` stands for a word not seen when
-    the vocabulary was built. Whole words make attention heatmaps easy to read.
-    """
-
-    PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
-
-    def __init__(self, words: Iterable[str]):
-        self.itos = [self.PAD, self.BOS, self.EOS, self.UNK]
-        self.itos += sorted(set(words) - set(self.itos))
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    @classmethod
-    def from_sentences(cls, sentences: Iterable[str]) -> "WordVocab":
-        return cls(w for s in sentences for w in s.split())
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, sentence: str) -> list[int]:
-        """Word ids, without special tokens; unknown words become ``<unk>``."""
-        return [self.stoi.get(w, self.unk_id) for w in sentence.split()]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Words up to the first ``<eos>``, skipping ``<pad>`` and ``<bos>``."""
-        words = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i not in (self.pad_id, self.bos_id):
-                words.append(self.itos[i])
-        return " ".join(words)
+# Words are tokens here (``WordVocab``): whole words make attention heatmaps easy to read.
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:

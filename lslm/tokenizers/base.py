@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import LslmError
+from ..utils import atomic_write
 
 
 class Tokenizer(ABC):
@@ -49,16 +48,8 @@ class Tokenizer(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write ``state()`` as JSON to ``path``; a crash never leaves a half-written file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.state(), f)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)  # only still there if something failed
-        return path
+        text = json.dumps(self.state())  # before the file is opened: a bad state writes nothing
+        return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
     def _check_ids(self, ids: Sequence[int]) -> list[int]:
         """``ids`` as a list of ints (tensors and numpy arrays welcome), each in range."""

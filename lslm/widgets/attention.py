@@ -15,6 +15,7 @@ from lslm.checkpoint import check_vocab
 from lslm.errors import LslmError
 from lslm.model import GPT
 from lslm.tokenizers import Tokenizer
+from lslm.utils import evaluating
 
 from .base import PlotWidget, plot_label, text_kw, visible
 
@@ -250,11 +251,7 @@ class AttentionExplorer(PlotWidget):
 def _run_attention(model: GPT, ids: list[int]) -> list[torch.Tensor]:
     """Attention weights of ``model`` on ``ids``: one (heads, T, T) CPU tensor per layer."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()  # no dropout: the weights a learner sees are the model's real ones
-    try:
-        with torch.no_grad():
-            _, _, attention = model(torch.tensor([ids], device=device), return_attention=True)
-    finally:
-        model.train(was_training)
+    # Eval mode (no dropout): the weights a learner sees are the model's real ones.
+    with evaluating(model), torch.no_grad():
+        _, attention = model.features(torch.tensor([ids], device=device), return_attention=True)
     return [a[0].detach().float().cpu() for a in attention]

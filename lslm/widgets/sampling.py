@@ -14,6 +14,7 @@ from lslm.checkpoint import check_vocab
 from lslm.errors import LslmError
 from lslm.model import GPT, next_token_probs
 from lslm.tokenizers import Tokenizer
+from lslm.utils import evaluating
 
 from .base import PlotWidget, plot_label, text_kw, visible
 
@@ -121,13 +122,8 @@ class SamplingPlayground(PlotWidget):
     def _last_logits(self, context: list[int]) -> torch.Tensor:
         # Run the model every time (no cache): it may have been trained since the last call.
         device = next(self.model.parameters()).device
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                logits = self.model(torch.tensor([context], device=device))[0][0, -1]
-        finally:
-            self.model.train(was_training)
+        with evaluating(self.model), torch.no_grad():
+            logits = self.model(torch.tensor([context], device=device))[0][0, -1]
         return logits.float().cpu()
 
     def prepare(self) -> dict[str, Any]:
