@@ -396,7 +396,7 @@ def train_on_repeats(
     n: int,
     steps: int,
     batch: int = 32,
-    lr: float = 1e-2,
+    lr: float = 3e-3,
     seed: int = 0,
     keep: Iterable[int] = (),
 ) -> tuple[list[float], dict[int, dict[str, torch.Tensor]]]:
@@ -417,10 +417,11 @@ def train_on_repeats(
         if step in keep:
             snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    # A constant learning rate (min_lr = lr, no warmup), no weight decay, no clipping and
-    # AdamW's usual betas: the plainest training that still learns to copy quickly.
-    config = TrainConfig(max_iters=steps, lr=lr, min_lr=lr, warmup_iters=0, weight_decay=0.0,
-                         beta2=0.999, grad_clip=0.0, eval_interval=0, seed=seed, progress=False)
+    # A short warmup, then a constant learning rate; clipping and no weight decay. Copying
+    # is learned in a sudden jump after a plateau; with this recipe the jump came within
+    # about 100 steps for every seed tried at n = 8, on 1 and 2 threads.
+    config = TrainConfig(max_iters=steps, lr=lr, min_lr=lr, warmup_iters=min(20, steps), weight_decay=0.0,
+                         beta2=0.99, grad_clip=1.0, eval_interval=0, seed=seed, progress=False)
     loop = TrainLoop(
         model,
         lambda net, tokens: net(tokens[:, :-1], tokens[:, 1:])[1],
