@@ -7,7 +7,9 @@ Two built-in corpora:
 * ``"tinyshakespeare"``: the 1.1 MB corpus from char-rnn, downloaded once into
   ``cache_dir()`` and checked against its sha256.
 
-Anything else is read as a UTF-8 text file or a folder of ``.txt`` files.
+Anything else is read as a UTF-8 text file or a folder of ``.txt`` files: regular files only
+(a FIFO or a device such as ``/dev/zero`` would block or never end) and at most
+``MAX_CORPUS_BYTES`` in all, so a corpus never exhausts memory before training starts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import IO, TYPE_CHECKING
 import torch
 
 from .errors import LslmError
+from .files import read_bytes
 from .utils import atomic_write, error_summary
 
 if TYPE_CHECKING:
@@ -41,6 +44,9 @@ TINYSHAKESPEARE_URL = (
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINYSHAKESPEARE_SIZE = 1_115_394
 DOWNLOAD_TIMEOUT_S = 15
+# A char-level corpus becomes one int64 per character, and a Python list of them on the way:
+# 200 MiB of text already needs several GB of memory to tokenize.
+MAX_CORPUS_BYTES = 200 * 2**20
 
 _ENV_HINT = "set LSLM_TINYSHAKESPEARE=/path/to/tinyshakespeare.txt"
 # reStructuredText heading underlines: a line made only of *, = or -.
@@ -85,14 +91,19 @@ def _checked_copy(path: Path, origin: str) -> Path:
         raise LslmError(
             f"{path} ({origin}) is not a file: give the path to a copy of {TINYSHAKESPEARE_URL}"
         )
-    got = _sha256(path)
-    if got != TINYSHAKESPEARE_SHA256:
-        raise LslmError(
-            f"{path} ({origin}) is not tinyshakespeare: its sha256 is {got}, expected "
-            f"{TINYSHAKESPEARE_SHA256} ({TINYSHAKESPEARE_SIZE:,} bytes): "
-            f"use an unmodified copy of {TINYSHAKESPEARE_URL}"
-        )
-    return path
+    size = path.stat().st_size
+    if size == TINYSHAKESPEARE_SIZE:  # only then worth hashing: a huge file would take long
+        got = _sha256(path)
+        if got == TINYSHAKESPEARE_SHA256:
+            return path
+        found = f"its sha256 is {got}"
+    else:
+        found = f"it has {size:,} bytes"
+    raise LslmError(
+        f"{path} ({origin}) is not tinyshakespeare: {found}, expected sha256 "
+        f"{TINYSHAKESPEARE_SHA256} ({TINYSHAKESPEARE_SIZE:,} bytes): "
+        f"use an unmodified copy of {TINYSHAKESPEARE_URL}"
+    )
 
 
 def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = True) -> Path:
@@ -109,7 +120,7 @@ def tinyshakespeare_path(path: str | Path | None = None, *, download: bool = Tru
     url = os.environ.get("LSLM_TINYSHAKESPEARE_URL") or TINYSHAKESPEARE_URL
     cached = cache_dir() / "tinyshakespeare.txt"
     if cached.is_file():
-        if _sha256(cached) == TINYSHAKESPEARE_SHA256:
+        if cached.stat().st_size == TINYSHAKESPEARE_SIZE and _sha256(cached) == TINYSHAKESPEARE_SHA256:
             return cached
         cached.unlink()  # damaged: fetch a fresh copy
     not_here = "tinyshakespeare is not on this machine and could not be downloaded"
@@ -165,14 +176,7 @@ def _missing(path: Path) -> LslmError:
     )
 
 
-def _read_file(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _missing(path) from None
-    except OSError as e:
-        reason = error_summary(e.strerror or e)
-        raise LslmError(f"cannot read {path} ({reason}): check its permissions") from None
+def _decode(path: Path, raw: bytes) -> str:
     if b"\0" in raw:  # checked before decoding: UTF-8 text never contains NUL bytes
         raise LslmError(
             f"{path} looks binary (it contains NUL bytes; UTF-16 does too): give a UTF-8 text file"
@@ -181,28 +185,54 @@ def _read_file(path: Path) -> str:
     try:
         text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        offset = bom + e.start
+        # The offset only: the file may be private, so none of its bytes go into the message.
         raise LslmError(
-            f"{path} is not valid UTF-8 (byte 0x{raw[offset]:02x} at byte offset {offset}): "
-            "re-save it as UTF-8 text"
+            f"{path} is not valid UTF-8 (at byte offset {bom + e.start}): re-save it as UTF-8 text"
         ) from None
     if not text.strip():
         raise LslmError(f"{path} is empty (or only whitespace): give a file with some text in it")
     return text.replace("\r\n", "\n")
 
 
+def _cannot_read(path: Path, e: OSError) -> LslmError:
+    return LslmError(f"cannot read {path} ({error_summary(e.strerror or e)}): check its permissions")
+
+
 def read_text(path: str | Path) -> str:
-    """A UTF-8 text file, or every ``.txt`` file in a folder (by name, joined by a blank line)."""
+    """A UTF-8 text file, or every ``.txt`` file in a folder (by name, joined by a blank line).
+
+    Only regular files are read (a FIFO or a device is refused before it is opened for
+    reading), at most ``MAX_CORPUS_BYTES`` in all.
+    """
+    if str(path) == "":  # Path("") is the current folder: never read that by accident
+        raise LslmError("the corpus path is empty: give a .txt file, a folder of them, or a built-in name")
     path = Path(path).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.glob("*.txt") if p.is_file())
-        if not files:
-            raise LslmError(
-                f"the folder {path} has no .txt files: put your text in .txt files there, "
-                "or give one file"
-            )
-        return "\n\n".join(_read_file(p) for p in files)
-    return _read_file(path)
+    try:
+        if not path.exists():
+            raise _missing(path)
+        if not path.is_dir():
+            return _decode(path, read_bytes(path, MAX_CORPUS_BYTES, "corpus"))
+        # Every entry but folders: a FIFO or a device named *.txt is refused, not skipped.
+        files = sorted(p for p in path.glob("*.txt") if not p.is_dir())
+        total = sum(p.stat().st_size for p in files)
+    except OSError as e:  # a folder on the way that we may not enter, ...
+        raise _cannot_read(path, e) from None
+    if not files:
+        raise LslmError(
+            f"the folder {path} has no .txt files: put your text in .txt files there, "
+            "or give one file"
+        )
+    if total > MAX_CORPUS_BYTES:
+        raise LslmError(
+            f"the .txt files in {path} hold {total / 2**20:.1f} MiB, above lslm's corpus limit "
+            f"of {MAX_CORPUS_BYTES // 2**20} MiB: train on a part of them"
+        )
+    texts, left = [], MAX_CORPUS_BYTES
+    for p in files:
+        raw = read_bytes(p, left, "corpus")  # bounded by what is left, in case a file grew
+        left -= len(raw)
+        texts.append(_decode(p, raw))
+    return "\n\n".join(texts)
 
 
 def load_corpus(source: str | Path | None = None) -> str:

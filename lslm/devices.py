@@ -7,20 +7,56 @@ import shutil
 
 import torch
 
-from lslm.errors import LslmError
+from lslm.errors import LslmError, shown
+
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it (``auto`` always), else a one-line ``LslmError``."""
+    if not isinstance(device, str):
+        raise LslmError(f"a device is a name such as 'cpu', not a {type(device).__name__}: use {DEVICE_CHOICES}")
+    kind, _, index = device.partition(":")
+    if device == "auto" or device == "cpu":
+        return device
+    if kind not in ("cuda", "mps") or (index and not (index.isascii() and index.isdigit())):
+        raise LslmError(f"{shown(device)} is not a device: use {DEVICE_CHOICES}")
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise LslmError(f"device {device} was asked for but Apple's mps is not available here: use cpu")
+        return device
+    if not torch.cuda.is_available():
+        raise LslmError(f"device {device} was asked for but no CUDA GPU is visible: use cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise LslmError(
+            f"device {device} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+            f"GPU(s), numbered from 0: use cuda:0"
+        )
+    return device
 
 
 def pick_device(device: str = "auto") -> str:
-    """``auto`` picks cuda, then Apple's mps, then cpu."""
+    """``auto`` picks cuda, then Apple's mps, then cpu; any other name is checked (``check_device``)."""
     if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise LslmError(f"--device {device} was asked for but no CUDA GPU is visible: use --device cpu")
-        return device
+        return check_device(device)
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes of memory a run on ``device`` can use: a GPU's own memory, else the machine's
+    RAM (mps shares it); None where the platform does not say."""
+    if device.split(":")[0] == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(torch.device(device).index or 0).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
 
 
 def cpp_compiler() -> str | None:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from lslm.errors import LslmError
+from lslm.checkpoint import MAX_MODEL_BYTES, check_model_size, read_torch_file, weights_problem
+from lslm.errors import LslmError, shown
+from lslm.files import MAX_CONFIG_BYTES, open_regular, read_json, read_text
 from lslm.model import GPT, GPTConfig
-from lslm.utils import error_summary
 
 # GPT-2's Conv1D layers: (in, out) there, (out, in) in nn.Linear.
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -35,32 +36,52 @@ GET_GPT2 = (
 )
 
 
+# config.json fields that must be positive whole numbers, when present.
+INT_FIELDS = ("vocab_size", "n_positions", "n_ctx", "n_layer", "n_head", "n_embd")
+FLAG_FIELDS = ("add_cross_attention", "scale_attn_by_inverse_layer_idx", "scale_attn_weights",
+               "tie_word_embeddings")
+# Bounds on what is read: a config.json is small, and the weights at most the largest model
+# lslm builds (MAX_MODEL_BYTES of float32) plus room for headers.
+MAX_WEIGHTS_BYTES = MAX_MODEL_BYTES + 2**30
+
+
 def read_config(folder: Path) -> dict:
-    """The folder's ``config.json``, checked to describe a GPT-2 that lslm can run."""
+    """The folder's ``config.json``, checked to describe a GPT-2 that lslm can run.
+
+    Every field lslm reads must have the right type (whole numbers for sizes, true/false
+    for flags): a list, a null or a float in their place is an error here, not later.
+    """
     file = folder / "config.json"
-    if not file.is_file():
+    if not file.exists() and not file.is_symlink():
         raise LslmError(f"{folder} has no config.json: pass a Hugging Face model folder ({GET_GPT2})")
-    try:
-        hf = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LslmError(f"{file} is not valid JSON ({e}); download the model again") from None
+    hf = read_json(file, MAX_CONFIG_BYTES, "config.json")
+    if not isinstance(hf, dict):
+        raise LslmError(f"{file} does not hold a JSON object of settings: download the model again")
     kind = hf.get("model_type")
     if kind != "gpt2":
         raise LslmError(
-            f"{folder} holds a {kind!r} model, but lslm loads only GPT-2 (model_type 'gpt2'): "
+            f"{folder} holds a {shown(kind)} model, but lslm loads only GPT-2 (model_type 'gpt2'): "
             "pass a GPT-2 folder such as gpt2, distilgpt2 or gpt2-medium"
         )
+    for name in INT_FIELDS:
+        value = hf.get(name, 1)
+        if type(value) is not int or value < 1:
+            raise LslmError(f"{name} is {shown(value)} in {file}, but it must be a positive whole "
+                            "number: download the model again")
+    for name in FLAG_FIELDS:
+        if name in hf and type(hf[name]) is not bool:
+            raise LslmError(f"{name} is {shown(hf[name])} in {file}, but it must be true or false")
     eps = hf.get("layer_norm_epsilon", 1e-5)
-    if eps != 1e-5:
-        raise LslmError(f"layer_norm_epsilon is {eps} in {file}, but lslm's LayerNorm uses 1e-5: "
-                        "this checkpoint is not a standard GPT-2")
+    if type(eps) not in (int, float) or eps != 1e-5:
+        raise LslmError(f"layer_norm_epsilon is {shown(eps)} in {file}, but lslm's LayerNorm uses "
+                        "1e-5: this checkpoint is not a standard GPT-2")
     act = hf.get("activation_function", "gelu_new")
-    if act not in ACTIVATIONS:
-        raise LslmError(f"activation_function {act!r} in {file} is not supported; lslm knows "
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise LslmError(f"activation_function {shown(act)} in {file} is not supported; lslm knows "
                         f"{', '.join(ACTIVATIONS)}")
     n_embd = hf.get("n_embd", 768)
-    if hf.get("n_inner") not in (None, 4 * n_embd):
-        raise LslmError(f"n_inner={hf['n_inner']} in {file}: lslm's MLP is always 4 * n_embd wide")
+    if hf.get("n_inner") is not None and hf.get("n_inner") != 4 * n_embd:
+        raise LslmError(f"n_inner={shown(hf['n_inner'])} in {file}: lslm's MLP is always 4 * n_embd wide")
     if hf.get("add_cross_attention") or hf.get("scale_attn_by_inverse_layer_idx") \
             or hf.get("scale_attn_weights", True) is False or hf.get("tie_word_embeddings", True) is False:
         raise LslmError(f"{file} asks for a GPT-2 variant (cross-attention, untied head or other "
@@ -85,34 +106,37 @@ def gpt_config(hf: dict) -> GPTConfig:
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors of ``model.safetensors`` (preferred) or ``pytorch_model.bin``.
 
-    A ``.bin`` file is a pickle, so it is opened with ``weights_only=True``: only tensors
-    and plain containers, never code.
+    Both must be regular files of at most ``MAX_WEIGHTS_BYTES``. A ``.bin`` file is a
+    pickle, so it is opened with ``weights_only=True``: only tensors and plain containers,
+    never code; and it must hold a dict of named tensors.
     """
     safe, binary = (folder / name for name in WEIGHT_FILES)
-    if safe.is_file():
-        from safetensors import SafetensorError
+    if safe.exists():
         from safetensors.torch import load_file
 
+        open_regular(safe, MAX_WEIGHTS_BYTES, "weights file").close()  # a device or FIFO is refused
         try:
             return load_file(str(safe))
-        except (SafetensorError, OSError) as e:
-            raise LslmError(f"{safe} is not a readable safetensors file ({e}); download it again") from None
-    if binary.is_file():
-        try:
-            state = torch.load(binary, map_location="cpu", weights_only=True)
-        except Exception as e:  # unpickling refused, truncated zip, random bytes ...
-            first = error_summary(e)
-            raise LslmError(f"{binary} could not be read safely ({first}); download it again") from None
-        if not isinstance(state, dict):
-            raise LslmError(f"{binary} does not hold a dict of tensors; it is not a model checkpoint")
+        except Exception:  # SafetensorError, OSError ...: the message may quote the header
+            raise LslmError(f"{safe} is not a readable safetensors file (truncated or corrupt): "
+                            "download it again") from None
+    if binary.exists():
+        state = read_torch_file(binary, MAX_WEIGHTS_BYTES, "weights file", "download it again")
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
+            raise LslmError(f"{binary} does not hold a dict of named tensors; it is not a model "
+                            "checkpoint: download it again")
         return state
     raise LslmError(f"{folder} has config.json but no {' or '.join(WEIGHT_FILES)}: "
                     "download the weights too")
 
 
-def convert_state(hf_state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Rename (and transpose where needed) Hugging Face GPT-2 tensors to ``model``'s names."""
-    expected = model.state_dict()
+def convert_state(hf_state: dict[str, torch.Tensor], target: GPTConfig | torch.nn.Module,
+                  where: str | Path = "the checkpoint") -> dict[str, torch.Tensor]:
+    """Rename (and transpose where needed) Hugging Face GPT-2 tensors to lslm's names, checked
+    against ``target`` (a ``GPTConfig``, or a ``GPT`` whose config is used) before any
+    model is built."""
+    config = target.config if isinstance(target, torch.nn.Module) else target
     out: dict[str, torch.Tensor] = {}
     for name, tensor in hf_state.items():
         key = name.removeprefix("transformer.")
@@ -120,40 +144,43 @@ def convert_state(hf_state: dict[str, torch.Tensor], model: torch.nn.Module) -> 
         if key == "lm_head.weight" or key.endswith((".attn.bias", ".attn.masked_bias")):
             continue
         key = key.replace("h.", "blocks.", 1) if key.startswith("h.") else key
-        if key.endswith(CONV1D):
+        if key.endswith(CONV1D) and tensor.dim() == 2:
             tensor = tensor.t()
-        if key not in expected:
-            raise LslmError(f"the checkpoint has a tensor {name!r} that GPT-2 does not: "
-                            "it is not a plain GPT-2 checkpoint")
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise LslmError(
-                f"shape mismatch: {name} is {tuple(tensor.shape)} in the weights but config.json "
-                f"implies {tuple(expected[key].shape)}; the weights and config.json do not belong together"
-            )
-        out[key] = tensor.to(torch.float32).contiguous()
-    missing = [k for k in expected if k not in out and k != "lm_head.weight"]
-    if missing:
-        raise LslmError(f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); "
-                        "it is incomplete, download it again")
-    out["lm_head.weight"] = out["wte.weight"]  # tied, as in GPT-2
-    return out
+        if key in out:
+            raise LslmError(f"{where} holds the tensor {shown(key)} twice (with and without the "
+                            "'transformer.' prefix): it is not a plain GPT-2 checkpoint")
+        out[key] = tensor
+    if "wte.weight" in out:
+        out["lm_head.weight"] = out["wte.weight"]  # tied, as in GPT-2
+    problem = weights_problem(config, out)
+    if problem:
+        raise LslmError(f"{where} does not match config.json ({problem}): the weights and "
+                        "config.json do not belong together, or the download is incomplete")
+    return {k: v.to(torch.float32).contiguous() for k, v in out.items()}
 
 
 def from_pretrained(path: str | Path) -> GPT:
     """A ``GPT`` with the weights of the GPT-2 checkpoint folder at ``path``, in eval mode.
 
     ``path`` is a local folder (for example a Hugging Face cache snapshot). The logits
-    match ``transformers.GPT2LMHeadModel`` on the same folder.
+    match ``transformers.GPT2LMHeadModel`` on the same folder. The config is checked, and
+    the model's size (at most ``lslm.checkpoint.MAX_MODEL_BYTES`` of float32 parameters)
+    and the shapes of the weights against it, before the model is built.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise LslmError(f"no model folder at {folder}: {GET_GPT2}")
     hf = read_config(folder)
-    state = read_weights(folder)
+    try:
+        config = gpt_config(hf)
+    except LslmError as e:
+        raise LslmError(f"{folder / 'config.json'} describes no valid model: {e}") from None
+    check_model_size(config, folder / "config.json")
+    state = convert_state(read_weights(folder), config, folder)
     # The checkpoint replaces the initial weights; a fixed seed keeps building them from
     # touching the caller's random state.
-    model = GPT(gpt_config(hf), seed=0)
-    model.load_state_dict(convert_state(state, model))
+    model = GPT(config, seed=0)
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -176,9 +203,11 @@ def find_local_gpt2(name: str = "gpt2") -> Path | None:
             continue
         ref = hub_cache() / repo / "refs" / "main"
         candidates = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
-        if ref.is_file():  # the snapshot "main" points at comes first
-            main = snapshots / ref.read_text().strip()
+        try:  # the snapshot "main" points at comes first
+            main = snapshots / read_text(ref, 4096, "ref file").strip()
             candidates = [main] + [c for c in candidates if c != main]
+        except LslmError:  # no ref (or not a small regular file): newest first will do
+            pass
         for snap in candidates:
             if (snap / "config.json").is_file() and any((snap / f).is_file() for f in WEIGHT_FILES):
                 return snap

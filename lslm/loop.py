@@ -8,9 +8,10 @@ step. ``TrainLoop`` does that for any model. It is given
 * ``next_batch()``, which returns the next batch,
 
 and it adds what every run wants: a warmup + cosine learning rate, AdamW, bfloat16 autocast,
-a progress bar, periodic evaluation, callbacks and Ctrl-C. ``lslm.train.Trainer`` (language
-model pretraining with checkpoints, data parallelism and TensorBoard) is a ``TrainLoop``; so
-is ``lslm.tasks.common.fit``, which trains the task models.
+a progress bar, periodic evaluation, callbacks, and a clean stop on Ctrl-C, SIGTERM and
+SIGHUP. ``lslm.train.Trainer`` (language model pretraining with checkpoints, data parallelism
+and TensorBoard) is a ``TrainLoop``; so is ``lslm.tasks.common.fit``, which trains the task
+models.
 
 Every callback is called as ``callback(loop, record)`` after each step, where ``record``
 holds ``step`` (updates done so far), ``train_loss`` and ``lr``, plus what the evaluation
@@ -24,6 +25,9 @@ never moves the caller's random numbers, and a run gives the same masks wherever
 from __future__ import annotations
 
 import math
+import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,7 +36,7 @@ from typing import Any
 
 import torch
 
-from lslm.errors import LslmError
+from lslm.errors import LslmError, real_number, shown, whole_number
 from lslm.utils import DictConfig
 
 
@@ -61,11 +65,29 @@ class TrainConfig(DictConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_iters", "batch_size", "grad_accum", "eval_iters"):
-            if getattr(self, name) < 1 and not (name == "max_iters" and self.max_iters == 0):
-                raise LslmError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.min_lr < 0:
-            raise LslmError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+        # Types as well as ranges, each field once: a NaN learning rate, a batch of 2.5 or
+        # device="banana" would otherwise fail (or train wrongly) long after this line. numpy
+        # numbers are welcome and stored as plain int and float, so the config saves as JSON.
+        top = 2**63 - 1  # torch counts in int64
+        for name, low in (("max_iters", 0), ("batch_size", 1), ("grad_accum", 1), ("eval_iters", 1),
+                          ("warmup_iters", 0), ("eval_interval", 0), ("checkpoint_interval", 0)):
+            setattr(self, name, whole_number(name, getattr(self, name), minimum=low, maximum=top))
+        if self.lr_decay_iters is not None:
+            self.lr_decay_iters = whole_number("lr_decay_iters", self.lr_decay_iters, minimum=0, maximum=top)
+        self.seed = whole_number("seed", self.seed, minimum=0, maximum=top)
+        self.lr = real_number("lr", self.lr, low=0.0)
+        if self.lr == 0:
+            raise LslmError("lr must be > 0, got 0: a zero learning rate never changes the weights")
+        self.min_lr = real_number("min_lr", self.min_lr, low=0.0)
+        self.weight_decay = real_number("weight_decay", self.weight_decay, low=0.0)
+        self.grad_clip = real_number("grad_clip", self.grad_clip, low=0.0)
+        for name in ("beta1", "beta2"):
+            setattr(self, name, real_number(name, getattr(self, name), 0.0, 1.0, high_open=True))
+        for name in ("amp", "compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise LslmError(f"{name} must be True or False, got {shown(getattr(self, name))}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,4})?", self.device):
+            raise LslmError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {shown(self.device)}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -101,6 +123,38 @@ def make_optimizer(
 
 Callback = Callable[["TrainLoop", dict], None]
 
+# A job scheduler stops a run with SIGTERM, a closed terminal (or laptop lid, over ssh) sends
+# SIGHUP: both would kill the process and lose every step since the last checkpoint.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """Call ``handler(signum)`` on SIGTERM or SIGHUP inside the block; a second signal raises
+    KeyboardInterrupt at once (a step that never ends should not need SIGKILL). The handlers
+    there were come back after the block. Python lets only the main thread set handlers, so
+    elsewhere (a worker thread) the block runs with the signals as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        handler(signum)
+
+    previous = {}
+    try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, on_signal)
+        yield
+    finally:
+        for sig, old in previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is closest.
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
 
 class TrainLoop:
     """Train ``model`` on batches from ``next_batch()`` by the loss that ``loss_fn`` gives.
@@ -112,6 +166,7 @@ class TrainLoop:
     """
 
     progress_desc = "training"
+    stop_signal: int | None = None  # the signal that stopped the last fit(), if one did
 
     def __init__(
         self,
@@ -251,8 +306,10 @@ class TrainLoop:
     def fit(self, max_iters: int | None = None) -> dict[str, list]:
         """Train until ``max_iters`` updates in total (resumed ones included); the history.
 
-        The model is left in the mode (training or eval) it was in. Ctrl-C (or the notebook's stop button) ends training early but keeps the model and
-        the history; ``self.interrupted`` tells.
+        The model is left in the mode (training or eval) it was in. Ctrl-C (or the notebook's
+        stop button) ends training early but keeps the model and the history;
+        ``self.interrupted`` tells. SIGTERM and SIGHUP do the same once the current step is
+        done (see ``stop_signals``), and ``self.stop_signal`` says which came.
         """
         if max_iters is not None:
             self.config = replace(self.config, max_iters=max_iters)
@@ -263,38 +320,52 @@ class TrainLoop:
 
             bar = tqdm(total=cfg.max_iters, initial=self.step, desc=self.progress_desc, unit="step")
         self.interrupted = False
+        self.stop_signal = None
         was_training = self.model.training
         try:
-            if self.step == 0 and cfg.eval_interval:
-                record = {"step": 0}
-                self._evaluate_into(record)
-                self._notify(record)
-            while self.step < cfg.max_iters:
-                t0 = time.perf_counter()
-                loss = self.train_step()
-                record = self._step_record(loss, time.perf_counter() - t0)
-                for key, value in record.items():
-                    self.history.setdefault(key, []).append(value)
-                last = self.step == cfg.max_iters
-                if cfg.eval_interval and (self.step % cfg.eval_interval == 0 or last):
-                    self._evaluate_into(record)
-                self.after_step(record)
-                if bar is not None:
-                    if "val_loss" in record:
-                        bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_loss']:.3f}")
-                    elif self.step % 20 == 0 or last:
-                        bar.set_postfix(loss=f"{loss:.3f}")
-                    bar.update(1)
-                self._notify(record)
+            with stop_signals(lambda signum: setattr(self, "stop_signal", signum)):
+                self._run_steps(cfg, bar)
         except KeyboardInterrupt:
             self.interrupted = True
             self.optimizer.zero_grad(set_to_none=True)
-            print(f"Interrupted at step {self.step}: the model and history are kept{self.interrupt_note()}.")
+            by = f" by {signal.Signals(self.stop_signal).name}" if self.stop_signal else ""
+            print(f"Interrupted at step {self.step}{by}: the model and history are kept{self.interrupt_note()}.")
         finally:
             if bar is not None:
                 bar.close()
             self.model.train(was_training)
         return self.history
+
+    def _run_steps(self, cfg: TrainConfig, bar: Any) -> None:
+        if self.step == 0 and cfg.eval_interval:
+            record = {"step": 0}
+            self._evaluate_into(record)
+            self._notify(record)
+        while self.step < cfg.max_iters and not self._stop_agreed():
+            t0 = time.perf_counter()
+            loss = self.train_step()
+            record = self._step_record(loss, time.perf_counter() - t0)
+            for key, value in record.items():
+                self.history.setdefault(key, []).append(value)
+            last = self.step == cfg.max_iters
+            if cfg.eval_interval and (self.step % cfg.eval_interval == 0 or last):
+                self._evaluate_into(record)
+            self.after_step(record)
+            if bar is not None:
+                if "val_loss" in record:
+                    bar.set_postfix(loss=f"{loss:.3f}", val=f"{record['val_loss']:.3f}")
+                elif self.step % 20 == 0 or last:
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                bar.update(1)
+            self._notify(record)
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt  # the step is done: leave the way Ctrl-C does
+
+    def _stop_agreed(self) -> bool:
+        # All processes stop after the same step, or one would wait forever for the others.
+        if self.reduce(0.0 if self.stop_signal is None else 1.0) > 0:
+            self.stop_signal = self.stop_signal or STOP_SIGNALS[0]  # another process got it
+        return self.stop_signal is not None
 
     def interrupt_note(self) -> str:
         """What to add to the message printed after Ctrl-C."""

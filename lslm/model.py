@@ -18,8 +18,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, KVCache
-from lslm.errors import LslmError
+from lslm.errors import LslmError, real_number, shown, whole_number
 from lslm.utils import DictConfig, evaluating, seeded
+
+
+# No size of a model (vocabulary, context, layers, heads, width) may pass 2**31 - 1: no
+# tensor that large fits in memory, and the limit keeps every message and product printable.
+MAX_SIZE = 2**31 - 1
 
 
 @dataclass
@@ -36,20 +41,22 @@ class GPTConfig(DictConfig):
     gelu_approx: str = "none"  # "tanh" is GPT-2's own GELU (needed to load its weights)
 
     def __post_init__(self) -> None:
+        # Types, not only values: bias="no" is truthy and 2.0 layers is not a size. A bool is
+        # an int in Python, so it is refused by name; numpy integers and floats are accepted
+        # and stored as plain int and float, so the config saves as JSON.
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise LslmError(f"{name} must be a positive whole number, got {value!r}")
+            setattr(self, name, whole_number(name, getattr(self, name), minimum=1, maximum=MAX_SIZE))
         if self.n_embd % self.n_head != 0:
             near = max(self.n_head, round(self.n_embd / self.n_head) * self.n_head)
             raise LslmError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
                 f"n_embd/n_head dimensions, so pick n_embd a multiple of n_head (e.g. {near})"
             )
-        if self.gelu_approx not in ("none", "tanh"):
-            raise LslmError(f'gelu_approx must be "none" or "tanh", got {self.gelu_approx!r}')
-        if not 0.0 <= self.dropout < 1.0:
-            raise LslmError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.gelu_approx, str) or self.gelu_approx not in ("none", "tanh"):
+            raise LslmError(f'gelu_approx must be "none" or "tanh", got {shown(self.gelu_approx)}')
+        self.dropout = real_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        if not isinstance(self.bias, bool):
+            raise LslmError(f"bias must be True or False, got {shown(self.bias)}")
 
     @classmethod
     def gpt2_small(cls) -> "GPTConfig":
@@ -215,6 +222,12 @@ class GPT(NumParams, nn.Module):
         value is one (batch, heads, time, time) tensor per layer, else None. A ``cache``
         holds the keys and values of earlier tokens, so ``idx`` may be only the new ones.
         """
+        # Cheap checks only (types and shapes, no pass over the data): this runs every step.
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
+            raise LslmError(
+                f"the model takes token ids as a (batch, time) tensor of int64 (or int32), got "
+                f"{_describe(idx)}: use torch.tensor([ids]) for one sequence"
+            )
         t = idx.size(1)
         start = len(cache) if cache is not None else 0
         if start + t > self.config.block_size:
@@ -223,7 +236,11 @@ class GPT(NumParams, nn.Module):
                 f"{self.config.block_size}: crop it to the last block_size tokens"
             )
         pos = torch.arange(start, start + t, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        try:
+            tokens = self.wte(idx)
+        except IndexError:  # what the embedding raises on CPU for an id outside the vocabulary
+            raise self._id_error(idx) from None
+        x = self.drop(tokens + self.wpe(pos))
         attention = []
         for i, block in enumerate(self.blocks):
             x, weights = block(x, return_attention, None if cache is None else (cache, i))
@@ -237,13 +254,34 @@ class GPT(NumParams, nn.Module):
         ``targets`` are given (else None).
 
         The attention weights come from ``features(idx, return_attention=True)``.
+
+        ``idx`` must be a (batch, time) int64 (or int32) tensor and ``targets`` an int64 one
+        of the same shape, else ``LslmError``. An id outside the vocabulary is an
+        ``LslmError`` on CPU, where torch's own range check is reworded at no cost; on a GPU
+        checking would cost a synchronisation every step, so CUDA reports it its own way.
         """
+        if targets is not None and (not isinstance(targets, torch.Tensor) or not isinstance(idx, torch.Tensor)
+                                    or targets.shape != idx.shape or targets.dtype != torch.int64):
+            raise LslmError(
+                f"targets must be int64 token ids shaped like the input {_describe(idx)}, got "
+                f"{_describe(targets)}: pass the input shifted by one position"
+            )
         hidden, _ = self.features(idx, cache=cache)
         logits = self.lm_head(hidden)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+            try:
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+            except IndexError:  # cross_entropy's own range check (on CPU), reworded
+                raise self._id_error(targets, "target") from None
         return logits, loss
+
+    def _id_error(self, ids: torch.Tensor, what: str = "token") -> LslmError:
+        low, high = int(ids.min()), int(ids.max())
+        return LslmError(
+            f"{what} ids must be in 0..{self.config.vocab_size - 1} (the model's vocabulary), got "
+            f"ids from {low} to {high}: encode the text with the tokenizer this model was trained with"
+        )
 
     @torch.no_grad()
     def generate(
@@ -263,13 +301,50 @@ class GPT(NumParams, nn.Module):
         ``seed`` makes the sample repeatable without touching torch's global RNG.
         ``use_cache`` keeps each token's keys and values (a ``KVCache``) so a step feeds
         only the newest token; it gives the same tokens as recomputing everything.
+
+        A 1-D ``idx`` is taken as one sequence, and the result is 1-D too. The prompt must
+        hold at least one token, all inside the vocabulary; every argument is checked once,
+        before the first step, with a one-line ``LslmError``.
         """
-        if temperature < 0:
-            raise LslmError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise LslmError(f"top_k must be at least 1, got {top_k}")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise LslmError(f"top_p must be in (0, 1], got {top_p}")
+        idx, one_row = self._check_prompt(idx)
+        max_new_tokens = whole_number("max_new_tokens", max_new_tokens, minimum=0)
+        temperature = real_number("temperature", temperature, low=0.0)
+        if top_k is not None:
+            top_k = whole_number("top_k", top_k, minimum=1)
+        if top_p is not None:
+            top_p = real_number("top_p", top_p, 0.0, 1.0)
+            if top_p == 0.0:
+                raise LslmError("top_p must be in (0, 1], got 0: top_p=1 keeps every token")
+        if seed is not None:
+            seed = whole_number("seed", seed, minimum=0, maximum=2**63 - 1)
+        if not isinstance(use_cache, bool):
+            raise LslmError(f"use_cache must be True or False, got {shown(use_cache)}")
+        out = self._sample(idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+        return out[0] if one_row else out
+
+    def _check_prompt(self, idx: object) -> tuple[torch.Tensor, bool]:
+        """The prompt as a (batch, time) tensor of int64 ids, and whether it came as 1-D."""
+        if not isinstance(idx, torch.Tensor) or idx.dim() not in (1, 2) or idx.dtype not in INDEX_DTYPES:
+            raise LslmError(
+                f"generate takes the prompt as token ids in a (batch, time) tensor of integers (or one "
+                f"1-D sequence), got {_describe(idx)}: e.g. torch.tensor([tokenizer.encode(text)])"
+            )
+        one_row = idx.dim() == 1
+        idx = idx[None] if one_row else idx
+        if idx.size(0) == 0 or idx.size(1) == 0:
+            raise LslmError(
+                f"the prompt {tuple(idx.shape)} holds no tokens: give at least one token to start "
+                "from (e.g. the id of a newline)"
+            )
+        if idx.device != self.wte.weight.device:
+            raise LslmError(f"the prompt is on {idx.device} but the model is on "
+                            f"{self.wte.weight.device}: move it with .to(model.wte.weight.device)")
+        if int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size:
+            raise self._id_error(idx)
+        return idx.long(), one_row
+
+    def _sample(self, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+                top_p: float | None, seed: int | None, use_cache: bool) -> torch.Tensor:
         gen = None
         if seed is not None:
             gen = torch.Generator(device=idx.device).manual_seed(seed)
@@ -293,6 +368,16 @@ class GPT(NumParams, nn.Module):
         return idx
 
 
+# The integer types a prompt may come in (generate turns it into int64).
+INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dim()}-D {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
 def next_token_probs(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -309,6 +394,7 @@ def next_token_probs(
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # Drop a token if the tokens before it already reach top_p; the first always stays.
         drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        drop[..., 0] = False  # also when top_p is so small that it rounds to 0 against float32
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         probs = probs / probs.sum(dim=-1, keepdim=True)

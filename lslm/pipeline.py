@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from lslm.data import Splits, encode_splits, load_corpus, split_text
+from lslm.data import EMBEDDED, Splits, encode_splits, load_corpus, split_text
+from lslm.errors import LslmError
 from lslm.tokenizers import Tokenizer, train_tokenizer
 
 
@@ -47,4 +48,14 @@ def prepare_data(
     if isinstance(tokenizer, str):
         source = text if tokenizer == "char" else splits.train
         tokenizer = train_tokenizer(tokenizer, source, vocab_size)
-    return PreparedData(text, splits, tokenizer, encode_splits(splits, tokenizer))
+        return PreparedData(text, splits, tokenizer, encode_splits(splits, tokenizer))
+    try:
+        tokens = encode_splits(splits, tokenizer)
+    except LslmError:
+        # A checkpoint names its corpus, and that path may be anyone's file: say what is
+        # wrong without quoting the characters, which would echo the file's contents.
+        raise LslmError(
+            f"the corpus {corpus or EMBEDDED} holds characters this {tokenizer.kind} tokenizer "
+            "never saw, so it is not the text the model was trained on: give that corpus"
+        ) from None
+    return PreparedData(text, splits, tokenizer, tokens)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lslm.errors import LslmError
+from lslm.files import MAX_JSON_BYTES, read_json
 
 KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, equation 1.1
 CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: compute-optimal D ≈ 20 N
@@ -127,7 +128,11 @@ def load_sweep(path: str | Path) -> SweepResult:
     path = Path(path)
     if not path.exists():
         raise LslmError(f"no sweep results at {path}: run `python -m lslm.scaling --out {path}`")
-    d = json.loads(path.read_text(encoding="utf-8"))
+    d = read_json(path, MAX_JSON_BYTES, "sweep results file")  # a regular file, bounded
+    if not (isinstance(d, dict) and isinstance(d.get("settings"), dict) and isinstance(d.get("runs"), list)
+            and isinstance(d.get("environment", {}), dict)):
+        raise LslmError(f"{path} is not a sweep results file (a JSON object with 'settings' and 'runs'): "
+                        f"run `python -m lslm.scaling --out {path}` again")
     return SweepResult(settings=d["settings"], runs=d["runs"], environment=d.get("environment", {}))
 
 

@@ -26,8 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, CrossAttention, SelfAttention
-from lslm.errors import LslmError
-from lslm.model import MLP, GPTConfig, LayerNorm, NumParams, Residual, init_weights, tie_weights
+from lslm.errors import LslmError, whole_number
+from lslm.model import MAX_SIZE, MLP, GPTConfig, LayerNorm, NumParams, Residual, init_weights, tie_weights
 from lslm.utils import DictConfig, evaluating, seeded
 
 
@@ -50,12 +50,17 @@ class Seq2SeqConfig(DictConfig):
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise LslmError(f"{name} must be a positive whole number, got {value!r}")
-        # The remaining fields mean what they mean in a GPT: let GPTConfig check them.
-        GPTConfig(vocab_size=1, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
-                  n_embd=self.n_embd, dropout=self.dropout, bias=self.bias, gelu_approx=self.gelu_approx)
+            setattr(self, name, whole_number(name, getattr(self, name), minimum=1, maximum=MAX_SIZE))
+        # The remaining fields mean what they mean in a GPT: let GPTConfig check them, and
+        # keep its cleaned values (plain int and float).
+        gpt = GPTConfig(vocab_size=1, block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
+                        n_embd=self.n_embd, dropout=self.dropout, bias=self.bias, gelu_approx=self.gelu_approx)
+        self.block_size, self.n_layer, self.n_head = gpt.block_size, gpt.n_layer, gpt.n_head
+        self.n_embd, self.dropout = gpt.n_embd, gpt.dropout
+        # Both vocabularies hold the special tokens, at the same ids.
+        smaller = min(self.src_vocab_size, self.tgt_vocab_size)
+        for name in ("pad_id", "bos_id", "eos_id"):
+            setattr(self, name, whole_number(name, getattr(self, name), minimum=0, maximum=smaller - 1))
 
 
 def _mlp(config: Seq2SeqConfig) -> MLP:

@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 from lslm import distributed
-from lslm.checkpoint import check_vocab, resume_trainer, save_trainer
+from lslm.checkpoint import check_vocab, checkpoint_file, resume_trainer, save_trainer
 from lslm.data import get_batch
 from lslm.devices import check_cpp_compiler, compile_options, cpp_compiler, pick_device  # noqa: F401
 from lslm.distributed import TORCHRUN_VARS, distributed_env, launched_by_torchrun  # noqa: F401
 from lslm.errors import LslmError
-from lslm.loop import Callback, TrainConfig, TrainLoop, lr_at, make_optimizer  # noqa: F401
+from lslm.loop import Callback, TrainConfig, TrainLoop, lr_at, make_optimizer, stop_signals  # noqa: F401
 from lslm.model import GPT
 from lslm.tensorboard import TensorBoardLogger
-from lslm.utils import evaluating
+from lslm.utils import error_summary, evaluating
 
 History = dict[str, list]
 
@@ -110,6 +110,9 @@ class Trainer(TrainLoop):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})  # e.g. the corpus name, so `lslm eval` can find it again
         self.history: History = new_history()
+        # True while out_dir still holds another run's checkpoint that this run replaces
+        # (`lslm train --overwrite`): a run interrupted before its first save keeps that one.
+        self.overwrite_pending = False
 
     @property
     def is_main(self) -> bool:
@@ -169,16 +172,19 @@ class Trainer(TrainLoop):
             self.save()
 
     def divergence_hint(self) -> str:
-        return f"; the last good checkpoint is in {self.out_dir}" if self.out_dir else ""
-
-    def interrupt_note(self) -> str:
-        return f"; checkpoint saved in {self.out_dir}" if self.out_dir else ""
+        if self.out_dir is None or not checkpoint_file(self.out_dir).exists():
+            return ""  # nothing saved yet: there is no good checkpoint to point to
+        if self.overwrite_pending:
+            return f"; {self.out_dir} still holds the previous run, untouched"
+        return f"; the last good checkpoint is in {self.out_dir}"
 
     def fit(self, max_iters: int | None = None) -> History:
         """Train until ``max_iters`` updates in total (including any resumed ones).
 
-        Ctrl-C (or the notebook's stop button) ends training early but keeps the model,
-        the history and, with ``out_dir``, a checkpoint; ``self.interrupted`` tells.
+        Ctrl-C (or the notebook's stop button, SIGTERM, SIGHUP) ends training early but
+        keeps the model, the history and, with ``out_dir``, a checkpoint; ``self.interrupted``
+        tells. With ``overwrite_pending``, a run interrupted before its first checkpoint
+        leaves the previous run's checkpoint in ``out_dir`` as it was.
         """
         if self.tensorboard_log is not None:
             self.tensorboard_log.open(self)  # before the first step, so a resume purges from there
@@ -187,8 +193,16 @@ class Trainer(TrainLoop):
         finally:
             if self.tensorboard_log is not None:
                 self.tensorboard_log.flush()
-        if self.out_dir is not None:
+        if self.out_dir is None or not self.is_main:
+            return self.history
+        if self.interrupted and self.overwrite_pending:
+            print(f"Nothing of this run was saved: {self.out_dir} still holds the previous run.")
+            return self.history
+        # A stop signal now waits for the save to finish (a second one still stops at once).
+        with stop_signals(lambda signum: setattr(self, "stop_signal", signum)):
             self.save()
+        if self.interrupted:
+            print(f"Checkpoint saved in {self.out_dir} at step {self.step}.")
         return self.history
 
     def writer(self):
@@ -208,8 +222,24 @@ class Trainer(TrainLoop):
 
     # ----- checkpoints ----------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
-        """Write an atomic checkpoint of everything needed to resume exactly (rank 0 only)."""
-        return save_trainer(self, path)
+        """Write an atomic checkpoint of everything needed to resume exactly (rank 0 only).
+
+        A failed write (a full disk ...) is a one-line ``LslmError``; the file it would
+        have replaced is left as it was.
+        """
+        try:
+            saved = save_trainer(self, path)
+        except (OSError, RuntimeError) as e:  # torch reports some failed writes as RuntimeError
+            target = checkpoint_file(path if path is not None else self.out_dir)
+            before = ("the checkpoint already there is intact" if target.exists()
+                      else "there was no earlier checkpoint")
+            raise LslmError(
+                f"could not save a checkpoint to {target} ({error_summary(e)}): nothing was "
+                f"saved and {before}; free some disk space or pick another --out"
+            ) from None
+        if path is None:
+            self.overwrite_pending = False
+        return saved
 
     @classmethod
     def resume(cls, path: str | Path, data: dict[str, torch.Tensor], out_dir: str | Path | None = None,

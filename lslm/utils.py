@@ -139,5 +139,7 @@ class DictConfig:
 
     @classmethod
     def from_dict(cls: type[ConfigT], d: dict[str, Any]) -> ConfigT:
+        if not isinstance(d, dict):
+            raise LslmError(f"a {cls.__name__} is stored as a dict of its fields, got a {type(d).__name__}")
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,15 +1,21 @@
 """The `lslm` command: train, eval and sample, and a clear one-line error for every bad input."""
 
+import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
 
 from lslm.checkpoint import load_checkpoint
 from lslm.cli import main
+from lslm.errors import LslmError
 from tests.conftest import RHYME, needs_cpp_compiler
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
@@ -135,10 +141,12 @@ def test_bad_checkpoints(run, tmp_path, capsys):
         (tmp_path / name / "ckpt.pt").write_bytes(blob)
         fails(["eval", "--ckpt", str(tmp_path / name)], capsys, "truncated or corrupt")
     # A checkpoint whose weights were made for another vocabulary.
-    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    # (Saved through save_checkpoint: edited with torch.save, its checksum would not match.)
+    from lslm.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(run)
     ckpt["model"]["wte.weight"] = torch.zeros(99, 16)
-    (tmp_path / "vocab").mkdir()
-    torch.save(ckpt, tmp_path / "vocab" / "ckpt.pt")
+    save_checkpoint(tmp_path / "vocab", **ckpt)
     fails(["sample", "--ckpt", str(tmp_path / "vocab")], capsys, "another vocabulary")
 
 
@@ -153,24 +161,43 @@ def test_console_script_and_module_exit_codes(tmp_path):
         assert "Traceback" not in p.stderr
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
-    """A real SIGINT to a real training process: exit 130, checkpoint kept, resume works."""
-    import signal
-    import time
+@contextmanager
+def started(args: list[str], **kw):
+    """A process that is killed on the way out, whatever happened (a failing test must not
+    leave a million-step training run behind for the rest of the suite)."""
+    proc = subprocess.Popen(args, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
 
+
+STOPS = [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)]
+
+
+@pytest.mark.parametrize("name, code", STOPS, ids=[s for s, _ in STOPS])
+def test_a_stop_signal_saves_a_checkpoint_that_resumes(tmp_path, corpus, name, code):
+    """A real Ctrl-C (SIGINT), scheduler stop (SIGTERM) or hang-up (SIGHUP) to a real training
+    process: exit 128 + the signal's number, checkpoint kept, resume works."""
+    sig = getattr(signal, name, None)
+    if sig is None:
+        pytest.skip(f"{name} does not exist on this platform")
     out = tmp_path / "run"
     args = [sys.executable, "-m", "lslm", "train", "--out", str(out), "--corpus", str(corpus), *TINY]
     args[args.index("--max-iters") + 1] = "1000000"
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "ckpt.pt").exists() and time.time() < deadline:  # first periodic checkpoint
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    with started(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.time() + 120
+        while not (out / "ckpt.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # the first periodic checkpoint: training is under way
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     step = load_checkpoint(out)["step"]
     assert step >= 6 and f"Interrupted at step {step}" in stdout
+    assert f"Checkpoint saved in {out} at step {step}" in stdout
     assert main(["train", "--out", str(out), "--resume", "--max-iters", str(step + 3), "--no-progress"]) == 0
     assert load_checkpoint(out)["step"] == step + 3
 
@@ -233,3 +260,323 @@ def test_training_threads_spin_except_under_torchrun(monkeypatch):
     monkeypatch.setenv("RANK", "0")  # processes of one torchrun job share the cores
     spin_waiting_threads()
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+# --- hostile input: every option is checked at the boundary ----------------------------------
+
+
+def refused(argv, capsys, *words):
+    """An option value that argparse or the command refuses: exit status 2 and exactly one
+    stderr line, "lslm CMD: error: ...", never a traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own exit
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lslm {argv[0]}: error:"), err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def _cuda_absent() -> bool:
+    return not torch.cuda.is_available()
+
+
+def _mps_absent() -> bool:
+    return not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+BAD_TRAIN_OPTIONS = [
+    (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"), (["--lr", "0"], "--lr"), (["--lr=-1"], "--lr"),
+    (["--lr", "fast"], "not a number"),
+    (["--seed=-1"], "--seed"), (["--seed", str(2**63)], "--seed"), (["--seed", "1.5"], "not a whole number"),
+    (["--device", "banana"], "not a device"),
+    (["--eval-interval=-1"], "--eval-interval"), (["--max-iters=-1"], "--max-iters"),
+    (["--batch-size", "0"], "--batch-size"), (["--grad-accum", "0"], "--grad-accum"),
+    (["--n-layer", "0"], "--n-layer"), (["--n-head", "0"], "--n-head"), (["--n-embd", "0"], "--n-embd"),
+    (["--block-size", "0"], "--block-size"), (["--vocab-size", "0"], "--vocab-size"),
+    (["--vocab-size", str(2**31)], "--vocab-size"),
+    (["--dropout", "1"], "--dropout"), (["--dropout=-0.1"], "--dropout"), (["--dropout", "nan"], "--dropout"),
+    (["--corpus", ""], "--corpus"), (["--out", ""], "--out"), (["--tensorboard", ""], "--tensorboard"),
+]
+if _mps_absent():
+    BAD_TRAIN_OPTIONS.append((["--device", "mps"], "mps is not available"))
+if _cuda_absent():
+    BAD_TRAIN_OPTIONS.append((["--device", "cuda"], "no CUDA GPU"))
+else:
+    BAD_TRAIN_OPTIONS.append((["--device", "cuda:99"], "numbered from 0"))
+
+
+@pytest.mark.parametrize("option, words", BAD_TRAIN_OPTIONS, ids=[" ".join(o) for o, _ in BAD_TRAIN_OPTIONS])
+def test_train_refuses_values_out_of_range(tmp_path, corpus, capsys, option, words):
+    out = tmp_path / "r"
+    argv = ["train", "--out", str(out), "--corpus", str(corpus), *TINY, *option]
+    refused(argv, capsys, words)
+    assert not out.exists()  # refused before anything was made
+
+
+BAD_SAMPLE_OPTIONS = [
+    (["--max-new-tokens=-1"], "--max-new-tokens"), (["--max-new-tokens", "10000000"], "--max-new-tokens"),
+    (["--temperature=-0.5"], "--temperature"), (["--temperature", "nan"], "--temperature"),
+    (["--temperature", "inf"], "--temperature"), (["--top-k", "0"], "--top-k"),
+    (["--top-p", "0"], "--top-p"), (["--top-p", "1.5"], "--top-p"), (["--top-p", "nan"], "--top-p"),
+    (["--seed=-3"], "--seed"), (["--ckpt", ""], "--ckpt"),
+]
+
+
+@pytest.mark.parametrize("option, words", BAD_SAMPLE_OPTIONS, ids=[" ".join(o) for o, _ in BAD_SAMPLE_OPTIONS])
+def test_sample_refuses_values_out_of_range(run, capsys, option, words):
+    refused(["sample", "--ckpt", str(run), *option], capsys, words)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "5"])
+def test_eval_refuses_fewer_tokens_than_one_window(run, capsys, value):
+    refused(["eval", "--ckpt", str(run), "--max-tokens", value], capsys, "--max-tokens")
+    assert main(["eval", "--ckpt", str(run), "--max-tokens", "16"]) == 0  # one window of 16
+
+
+def test_vocab_size_with_a_char_tokenizer_is_refused(tmp_path, corpus, capsys):
+    refused(["train", "--out", str(tmp_path / "r"), "--corpus", str(corpus), *TINY, "--vocab-size", "300"],
+            capsys, "--vocab-size is for --tokenizer bpe or unigram")
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path, corpus, capsys, monkeypatch):
+    from lslm import devices
+
+    monkeypatch.setattr(devices, "device_memory", lambda device: 10**9)  # a 1 GB machine
+    line = refused(["train", "--out", str(tmp_path / "r"), "--corpus", str(corpus), *TINY,
+                    "--n-embd", "65536", "--n-head", "1"], capsys, "GB", "smaller --n-embd")
+    assert "1.0 GB" in line
+
+
+def test_out_and_tensorboard_that_cannot_be_folders(tmp_path, corpus, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    base = ["train", "--corpus", str(corpus), *TINY]
+    refused([*base, "--out", str(a_file / "run")], capsys, "cannot create the run folder")
+    refused([*base, "--out", str(tmp_path / "r"), "--tensorboard", str(a_file)], capsys, "is a file")
+    refused([*base, "--out", str(tmp_path / "r"), "--tensorboard", str(a_file / "tb")], capsys,
+            "cannot create the TensorBoard folder")
+    if Path("/proc/self").is_dir():
+        refused([*base, "--out", "/proc/lslm-run"], capsys, "cannot create the run folder")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_out_in_a_read_only_folder(tmp_path, corpus, capsys):
+    locked_dir = tmp_path / "ro"
+    locked_dir.mkdir()
+    locked_dir.chmod(0o500)
+    try:
+        refused(["train", "--out", str(locked_dir / "run"), "--corpus", str(corpus), *TINY], capsys,
+                "cannot create the run folder")
+    finally:
+        locked_dir.chmod(0o700)
+
+
+# --- --resume: what a resumed run keeps, from any folder -----------------------------------------
+
+
+@pytest.mark.parametrize("option", [
+    ["--lr", "0.01"], ["--batch-size", "8"], ["--grad-accum", "2"], ["--amp"], ["--compile"],
+    ["--eval-interval", "3"], ["--seed", "7"], ["--dropout", "0.1"], ["--n-layer", "2"],
+    ["--tokenizer", "bpe"], ["--vocab-size", "300"], ["--corpus", "python-docs"],
+], ids=lambda o: " ".join(o))
+def test_resume_refuses_options_it_would_ignore(run, capsys, option):
+    before = (run / "ckpt.pt").read_bytes()
+    refused(["train", "--out", str(run), "--resume", "--no-progress", *option], capsys,
+            "--resume keeps the run's settings", "differs", "--max-iters, --device")
+    assert (run / "ckpt.pt").read_bytes() == before
+
+
+def test_resume_accepts_the_saved_values_and_a_longer_run(run, corpus, capsys):
+    refused(["train", "--out", str(run), "--resume", "--max-iters", "5"], capsys,
+            "below the 12 steps", "at least 12")
+    same = ["--lr", "0.001", "--batch-size", "4", "--seed", "1337", "--no-amp", "--corpus", str(corpus)]
+    assert main(["train", "--out", str(run), "--resume", "--max-iters", "14", "--no-progress", *same]) == 0
+    assert load_checkpoint(run)["step"] == 14
+
+
+def test_a_run_resumes_and_evaluates_from_any_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rhyme.txt").write_text(RHYME, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "data")
+    assert main(["train", "--out", "../run", "--corpus", "rhyme.txt", *TINY]) == 0
+    assert load_checkpoint(tmp_path / "run")["meta"]["corpus"] == str(tmp_path / "data" / "rhyme.txt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--out", "../run", "--resume", "--max-iters", "14", "--no-progress"]) == 0
+    assert main(["eval", "--ckpt", "../run"]) == 0
+
+
+def test_a_stored_relative_corpus_is_read_only_where_it_exists(tmp_path, monkeypatch, capsys):
+    from lslm.cli import stored_corpus
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LslmError, match="relative path 'rhyme.txt'.*folder the run was started in"):
+        stored_corpus({"meta": {"corpus": "rhyme.txt"}}, tmp_path / "ckpt.pt")
+    (tmp_path / "rhyme.txt").write_text(RHYME)
+    assert stored_corpus({"meta": {"corpus": "rhyme.txt"}}, tmp_path / "ckpt.pt") == "rhyme.txt"
+    with pytest.raises(LslmError, match="no usable corpus"):
+        stored_corpus({"meta": {"corpus": ["a", "list"]}}, tmp_path / "ckpt.pt")
+
+
+# --- lost work: locks, --overwrite, failed saves, stale temporary files ----------------------
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path, corpus, capsys):
+    from lslm.rundir import locked
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with locked(out):  # as if another `lslm train` were running there
+        refused(["train", "--out", str(out), "--corpus", str(corpus), *TINY], capsys,
+                "another lslm train", f"(process {os.getpid()})", "pick another --out")
+        assert not (out / "ckpt.pt").exists()
+    assert main(["train", "--out", str(out), "--corpus", str(corpus), *TINY]) == 0  # the lock went with it
+
+
+def stop_at(step: int, monkeypatch):
+    """Make the next training run stop at ``step`` as if Ctrl-C were pressed there."""
+    from lslm.train import Trainer
+
+    after_step = Trainer.after_step
+
+    def stopping(self, record):
+        after_step(self, record)
+        if self.step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "after_step", stopping)
+
+
+def test_overwrite_stopped_before_its_first_checkpoint_keeps_the_old_run(run, corpus, capsys, monkeypatch):
+    before = (run / "ckpt.pt").read_bytes()
+    stop_at(3, monkeypatch)
+    assert main(["train", "--out", str(run), "--corpus", str(corpus), *TINY, "--overwrite"]) == 130
+    captured = capsys.readouterr()
+    assert "still holds the previous run" in captured.err and "Checkpoint saved" not in captured.out
+    assert (run / "ckpt.pt").read_bytes() == before  # the 12-step run, not 3 steps of the new one
+    # Once the new run has saved (at step 2 here), it owns the folder: a stop saves it.
+    assert main(["train", "--out", str(run), "--corpus", str(corpus), *TINY, "--overwrite",
+                 "--eval-interval", "2"]) == 130
+    assert load_checkpoint(run)["step"] == 3
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["new-run", "resumed-run"])
+def test_a_failed_save_on_stop_says_so_and_keeps_the_old_checkpoint(run, corpus, capsys, monkeypatch, resume):
+    import lslm.utils
+
+    out = run if resume else run.parent / "new"
+    before = (run / "ckpt.pt").read_bytes()
+    capsys.readouterr()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    stop_at(14 if resume else 3, monkeypatch)
+    monkeypatch.setattr(lslm.utils.os, "fsync", disk_full)
+    argv = ["train", "--out", str(out), "--resume", "--max-iters", "20", "--no-progress"] if resume else \
+        ["train", "--out", str(out), "--corpus", str(corpus), *TINY]
+    line = fails(argv, capsys, "could not save a checkpoint", "No space left on device", "nothing was saved")
+    assert ("already there is intact" if resume else "no earlier checkpoint") in line
+    assert "saved in" not in capsys.readouterr().out
+    assert (run / "ckpt.pt").read_bytes() == before
+    assert not list(out.glob(".ckpt.pt.*.tmp"))
+
+
+def test_stale_temporary_files_are_removed_when_a_run_resumes(run, capsys):
+    stale = run / ".ckpt.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert not stale.exists() and (run / "ckpt.pt").exists()
+
+
+def test_divergence_points_to_a_checkpoint_only_if_one_exists(tmp_path, corpus, capsys):
+    line = fails(["train", "--out", str(tmp_path / "r"), "--corpus", str(corpus), *TINY, "--lr", "1e30"],
+                 capsys, "the loss became")
+    assert "checkpoint" not in line and not (tmp_path / "r" / "ckpt.pt").exists()
+    line = fails(["train", "--out", str(tmp_path / "r2"), "--corpus", str(corpus), *TINY, "--lr", "1e30",
+                  "--eval-interval", "1"], capsys, "the loss became")
+    if (tmp_path / "r2" / "ckpt.pt").exists():  # it diverged after a periodic checkpoint
+        assert f"the last good checkpoint is in {tmp_path / 'r2'}" in line
+
+
+# --- hangs and hostile files: corpora that are not regular files ---------------------------------
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail instead of hanging (POSIX; elsewhere the block simply runs)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_device_corpus_is_refused_without_reading(tmp_path, capsys):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with time_limit(30):
+        refused(["train", "--out", str(tmp_path / "r"), "--corpus", str(fifo), *TINY], capsys, "not a regular file")
+        if Path("/dev/zero").exists():
+            refused(["train", "--out", str(tmp_path / "r"), "--corpus", "/dev/zero", *TINY], capsys,
+                    "not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_checkpoints_corpus_path_gets_the_same_checks(run, corpus, capsys):
+    """eval and --resume read the corpus a checkpoint names: a FIFO there must not hang,
+    and a file that is not the training text must not be quoted in the error."""
+    with time_limit(30):
+        corpus.unlink()
+        os.mkfifo(corpus)
+        refused(["eval", "--ckpt", str(run)], capsys, "not a regular file")
+        refused(["train", "--out", str(run), "--resume", "--max-iters", "14"], capsys, "not a regular file")
+        corpus.unlink()
+    corpus.write_text("SECRET token: Ωmega-7 " * 40, encoding="utf-8")
+    line = refused(["eval", "--ckpt", str(run)], capsys, "never saw", "not the text the model was trained on")
+    assert "Ω" not in line and "SECRET" not in line
+    corpus.write_bytes(b"private \xff\xfe data " * 30)
+    line = refused(["eval", "--ckpt", str(run)], capsys, "not valid UTF-8")
+    assert "private" not in line and "0xff" not in line and "\\xff" not in line
+
+
+# --- output: pipes that close, terminals that cannot show every character ------------------------
+
+
+def test_sample_into_a_closed_pipe_exits_quietly(run):
+    args = [sys.executable, "-m", "lslm", "sample", "--ckpt", str(run), "--max-new-tokens", "3000"]
+    with started(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.stdout.close()  # `| head -c 0`: the reader is gone before anything is written
+        stderr = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+    assert proc.returncode in (0, 141), stderr
+    assert stderr == ""
+
+
+def test_sample_to_an_ascii_terminal_replaces_what_it_cannot_show(tmp_path, capsys):
+    text = tmp_path / "cafe.txt"
+    text.write_text("Un café, s'il vous plaît. Déjà vu. " * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--corpus", str(text), *TINY, "--max-iters", "2"]) == 0
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    p = subprocess.run([sys.executable, "-m", "lslm", "sample", "--ckpt", str(out), "--prompt", "Un café",
+                        "--max-new-tokens", "5", "--seed", "1"], capture_output=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.startswith(b"Un caf?") and b"Traceback" not in p.stderr

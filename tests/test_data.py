@@ -1,6 +1,7 @@
 """Corpora, splits and batches, including tinyshakespeare's real download path (on loopback)."""
 
 import hashlib
+import os
 import re
 import socket
 import threading
@@ -333,3 +334,77 @@ def test_cache_dir(monkeypatch, tmp_path):
     assert data.cache_dir() == tmp_path
     monkeypatch.delenv("LSLM_CACHE")
     assert data.cache_dir() == Path.home() / ".cache" / "lslm"
+
+
+# --- hostile corpora: only regular files, bounded, nothing of a bad file quoted -----------------
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail instead of hanging (POSIX; elsewhere the block simply runs)."""
+    import signal
+
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_and_devices_are_refused_before_reading(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("some text")
+    os.mkfifo(folder / "b.txt")  # in a folder too: refused, not skipped
+    sources = [fifo, folder] + [Path(d) for d in ("/dev/zero", "/dev/urandom") if Path(d).exists()]
+    with time_limit(30):
+        for source in sources:
+            with pytest.raises(LslmError) as err:
+                load_corpus(source)
+            assert "not a regular file" in one_line(err), source
+
+
+def test_corpora_over_the_size_limit_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_CORPUS_BYTES", 1000)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 1001)
+    with pytest.raises(LslmError) as err:
+        read_text(big)
+    assert "limit" in one_line(err) and "big.txt" in str(err.value)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (folder / name).write_text("y" * 600)
+    with pytest.raises(LslmError) as err:
+        read_text(folder)
+    assert "above lslm's corpus limit" in one_line(err)
+    (folder / "b.txt").unlink()
+    assert read_text(folder) == "y" * 600
+
+
+def test_an_empty_corpus_path_is_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("private notes in the current folder")
+    with pytest.raises(LslmError, match="empty"):  # Path("") is Path("."): only the string can tell
+        load_corpus("")
+
+
+def test_a_file_that_is_not_utf8_is_not_quoted(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"password: hunter2 \xff\xfe")
+    with pytest.raises(LslmError) as err:
+        read_text(path)
+    message = one_line(err)
+    assert "byte offset 18" in message and "0xff" not in message and "hunter2" not in message

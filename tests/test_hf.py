@@ -1,6 +1,7 @@
 """Loading Hugging Face GPT-2 checkpoints: same logits as transformers, clear errors otherwise."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -154,3 +155,78 @@ def test_from_pretrained_lives_in_hf_and_leaves_the_global_rng_alone(saved):
     before = torch.random.get_rng_state()
     from_pretrained(saved)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# ----------------------------------------------------------- hostile folders (issue 14)
+@pytest.mark.parametrize("change, message", [
+    ({"n_embd": None}, "n_embd is None"),
+    ({"n_layer": [2]}, r"n_layer is \[2\]"),
+    ({"n_head": 2.0}, "n_head is 2.0"),
+    ({"n_positions": -64}, "n_positions is -64"),
+    ({"vocab_size": True}, "vocab_size is True"),
+    ({"activation_function": ["gelu"]}, "activation_function"),
+    ({"layer_norm_epsilon": None}, "layer_norm_epsilon"),
+    ({"tie_word_embeddings": "yes"}, "tie_word_embeddings"),
+    ({"n_inner": "wide"}, "n_inner"),
+    ({"model_type": ["gpt2"]}, "only GPT-2"),
+    ({"n_embd": 2**40}, "at most"),
+])
+def test_config_values_of_the_wrong_type_are_refused(saved, tmp_path, change, message):
+    with pytest.raises(LslmError, match=message) as err:
+        from_pretrained(copy_folder(saved, tmp_path / "bad", change))
+    assert "\n" not in str(err.value)
+
+
+def test_config_json_that_is_not_an_object_or_too_deep(saved, tmp_path):
+    folder = copy_folder(saved, tmp_path / "list")
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(LslmError, match="JSON object"):
+        from_pretrained(folder)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LslmError, match="nested too deeply"):
+        from_pretrained(folder)
+
+
+def test_a_huge_config_is_refused_before_building_the_model(saved, tmp_path):
+    # A million layers of width 32 would need 50 GB; a million of width 2 would be small but
+    # still do not match the two blocks of weights present.
+    with pytest.raises(LslmError, match="limit of 8 GiB"):
+        from_pretrained(copy_folder(saved, tmp_path / "deep", {"n_layer": 10**6}))
+    with pytest.raises(LslmError, match="blocks"):
+        from_pretrained(copy_folder(saved, tmp_path / "thin", {"n_layer": 10**6, "n_embd": 2, "n_head": 1}))
+    with pytest.raises(LslmError, match="blocks"):
+        from_pretrained(copy_folder(saved, tmp_path / "three", {"n_layer": 3}))
+
+
+def test_a_bin_holding_non_tensors_is_refused(hf_model, saved, tmp_path):
+    folder = copy_folder(saved, tmp_path / "lists", weights=False)
+    state = {k: v.tolist() if k.endswith("wte.weight") else v for k, v in hf_model.state_dict().items()}
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(LslmError, match="dict of named tensors"):
+        from_pretrained(folder)
+    torch.save([1, 2, 3], folder / "pytorch_model.bin")
+    with pytest.raises(LslmError, match="dict of named tensors"):
+        from_pretrained(folder)
+
+
+def test_extra_or_mis_shaped_tensors_are_refused(hf_model, saved, tmp_path):
+    folder = copy_folder(saved, tmp_path / "odd", weights=False)
+    state = dict(hf_model.state_dict())
+    state["transformer.h.0.mlp.c_fc.weight"] = torch.zeros(2, 2, 2)  # not 2-D: no transpose to try
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(LslmError, match="shape mismatch"):
+        from_pretrained(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+def test_only_regular_files_are_read(saved, tmp_path):
+    fifo = copy_folder(saved, tmp_path / "fifo")
+    (fifo / "config.json").unlink()
+    os.mkfifo(fifo / "config.json")
+    with pytest.raises(LslmError, match="not a regular file"):
+        from_pretrained(fifo)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        device = copy_folder(saved, tmp_path / name, weights=False)
+        (device / name).symlink_to("/dev/zero")
+        with pytest.raises(LslmError, match="not a regular file"):
+            from_pretrained(device)

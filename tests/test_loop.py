@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from lslm.errors import LslmError
 from lslm.loop import TrainConfig, TrainLoop
 from lslm.model import GPT
 from lslm.tasks.common import fit
@@ -129,3 +130,78 @@ def test_ctrl_c_in_any_loop_keeps_what_was_learned():
                      quiet(max_iters=10), callbacks=[stop_at_3])
     history = loop.fit()
     assert loop.interrupted and loop.step == 3 and len(history["train_loss"]) == 3
+
+
+@pytest.mark.parametrize("change", [
+    {"lr": float("nan")}, {"lr": float("inf")}, {"lr": -1e-3}, {"lr": 0}, {"lr": "1e-3"},
+    {"min_lr": float("nan")}, {"min_lr": -1.0},
+    {"batch_size": 2.5}, {"batch_size": True}, {"batch_size": 0}, {"max_iters": -1}, {"max_iters": 1.0},
+    {"grad_accum": 0}, {"eval_interval": -1}, {"eval_iters": 0}, {"warmup_iters": -1},
+    {"checkpoint_interval": -5}, {"lr_decay_iters": -1}, {"lr_decay_iters": 2.0},
+    {"beta1": 2}, {"beta1": 1.0}, {"beta2": -0.1}, {"beta2": float("nan")},
+    {"weight_decay": -0.1}, {"weight_decay": float("nan")}, {"grad_clip": -1.0}, {"grad_clip": float("nan")},
+    {"seed": -1}, {"seed": 2**63}, {"seed": 1.5},
+    {"device": "banana"}, {"device": None}, {"device": "cuda:x"}, {"device": ""},
+    {"amp": 1}, {"compile": "yes"}, {"progress": None},
+])
+def test_train_config_refuses_wrong_types_and_ranges(change):
+    with pytest.raises(LslmError) as err:
+        TrainConfig(**change)
+    assert "\n" not in str(err.value)
+
+
+def test_train_config_accepts_every_sensible_value():
+    import numpy as np
+
+    cfg = TrainConfig(max_iters=0, lr=1, min_lr=0, warmup_iters=0, eval_interval=0, grad_clip=0,
+                      weight_decay=0, beta1=0.0, beta2=np.float64(0.999), seed=2**63 - 1,
+                      batch_size=np.int64(4), lr_decay_iters=10, device="cuda:1")
+    assert cfg.lr == 1.0 and type(cfg.batch_size) is int and type(cfg.beta2) is float
+    for device in ("auto", "cpu", "cuda", "mps"):
+        TrainConfig(device=device)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_after_the_step_like_ctrl_c(name, capsys):
+    import os
+    import signal
+
+    sig = getattr(signal, name, None)
+    if sig is None:
+        pytest.skip(f"{name} does not exist on this platform")
+
+    class Escaped(Exception):
+        pass
+
+    def escaped(signum, frame):  # what fit() must replace: reaching it means the signal escaped
+        raise Escaped(name)
+
+    def signal_at_3(loop, record):
+        if record["step"] == 3:
+            os.kill(os.getpid(), sig)
+
+    previous = signal.signal(sig, escaped)
+    try:
+        loop = TrainLoop(torch.nn.Linear(1, 1), lambda net, b: (net(b) - 1).pow(2).mean(),
+                         lambda: torch.ones(4, 1), quiet(max_iters=10), callbacks=[signal_at_3])
+        history = loop.fit()
+        assert loop.interrupted and loop.stop_signal == sig
+        assert loop.step == 3 and len(history["train_loss"]) == 3  # the step in flight was finished
+        assert f"Interrupted at step 3 by {name}" in capsys.readouterr().out
+        assert signal.getsignal(sig) is escaped  # the handler there was is back
+        loop.fit()  # a later fit starts afresh and runs to the end
+        assert not loop.interrupted and loop.stop_signal is None and loop.step == 10
+    finally:
+        signal.signal(sig, previous)
+
+
+def test_a_loop_in_another_thread_trains_without_signal_handlers():
+    import threading
+
+    done = []
+    loop = TrainLoop(torch.nn.Linear(1, 1), lambda net, b: (net(b) - 1).pow(2).mean(),
+                     lambda: torch.ones(4, 1), quiet(max_iters=3))
+    worker = threading.Thread(target=lambda: done.append(loop.fit()))
+    worker.start()
+    worker.join(60)
+    assert done and loop.step == 3 and not loop.interrupted

@@ -266,3 +266,78 @@ def test_seeded_initial_weights_stay_what_they_were():
     expected = [0.0071779, 0.007819, 0.0150499, -0.0033307, 0.0079011, -0.0076693, -0.0034523,
                 0.0139972, 0.0231044]
     assert torch.allclose(torch.tensor(sum(got, [])), torch.tensor(expected), atol=1e-6)
+
+
+# ------------------------------------------------------ argument checks (issue 14)
+@pytest.mark.parametrize("change", [
+    {"bias": "no"}, {"bias": 1}, {"n_layer": 2.0}, {"n_layer": True}, {"n_embd": "16"},
+    {"vocab_size": None}, {"dropout": float("nan")}, {"dropout": 1.0}, {"dropout": -0.1},
+    {"dropout": "0.1"}, {"dropout": True}, {"gelu_approx": ["tanh"]}, {"block_size": 2**40},
+])
+def test_config_checks_types_not_only_values(change):
+    cfg = {**dict(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16), **change}
+    with pytest.raises(LslmError) as err:
+        GPTConfig(**cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_config_takes_numpy_numbers_and_stores_plain_ones():
+    import json
+
+    import numpy as np
+
+    cfg = GPTConfig(vocab_size=np.int64(11), n_layer=np.int32(2), dropout=np.float32(0.25))
+    assert type(cfg.vocab_size) is int and type(cfg.dropout) is float
+    json.dumps(cfg.to_dict())
+
+
+@pytest.mark.parametrize("prompt, kwargs, message", [
+    (torch.zeros(1, 0, dtype=torch.long), {}, "no tokens"),
+    (torch.zeros(0, 3, dtype=torch.long), {}, "no tokens"),
+    (torch.tensor([[1, 11]]), {}, "0..10"),
+    (torch.tensor([[-1, 2]]), {}, "0..10"),
+    (torch.zeros(1, 2), {}, "float32"),
+    (torch.zeros(1, 2, 2, dtype=torch.long), {}, "3-D"),
+    ([[1, 2]], {}, "list"),
+    (torch.tensor([[1]]), {"max_new_tokens": -1}, "max_new_tokens"),
+    (torch.tensor([[1]]), {"max_new_tokens": 2.5}, "max_new_tokens"),
+    (torch.tensor([[1]]), {"temperature": float("nan")}, "temperature"),
+    (torch.tensor([[1]]), {"temperature": float("inf")}, "temperature"),
+    (torch.tensor([[1]]), {"temperature": "hot"}, "temperature"),
+    (torch.tensor([[1]]), {"top_k": 0}, "top_k"),
+    (torch.tensor([[1]]), {"top_k": 1.5}, "top_k"),
+    (torch.tensor([[1]]), {"top_p": float("nan")}, "top_p"),
+    (torch.tensor([[1]]), {"top_p": 0.0}, "top_p"),
+    (torch.tensor([[1]]), {"seed": -1}, "seed"),
+    (torch.tensor([[1]]), {"seed": 2**64}, "seed"),
+    (torch.tensor([[1]]), {"use_cache": "yes"}, "use_cache"),
+])
+def test_generate_refuses_bad_arguments_with_one_line(prompt, kwargs, message):
+    model = tiny()
+    with pytest.raises(LslmError, match=message) as err:
+        model.generate(prompt, **{"max_new_tokens": 2, **kwargs})
+    assert "\n" not in str(err.value)
+
+
+def test_generate_takes_a_1d_prompt_as_one_sequence():
+    model = tiny()
+    flat = model.generate(torch.tensor([1, 2, 3]), 4, temperature=0)
+    batched = model.generate(torch.tensor([[1, 2, 3]]), 4, temperature=0)
+    assert flat.shape == (7,) and torch.equal(flat, batched[0])
+    assert model.generate(torch.tensor([1], dtype=torch.int32), 0).dtype == torch.long
+
+
+def test_forward_refuses_mismatched_targets_and_ids_outside_the_vocabulary():
+    model = tiny()
+    x = torch.randint(0, 11, (2, 5))
+    for targets, message in ((x[:, :4], "shaped like the input"), (x.float(), "int64"),
+                             (torch.full_like(x, 11), "target ids must be in 0..10"),
+                             (torch.full_like(x, -5), "target ids must be in 0..10")):
+        with pytest.raises(LslmError, match=message) as err:
+            model(x, targets)
+        assert "\n" not in str(err.value)
+    with pytest.raises(LslmError, match="token ids must be in 0..10"):
+        model(torch.full_like(x, 11))
+    with pytest.raises(LslmError, match="batch"):
+        model(x[0])
+    assert model(x, x)[1].isfinite()  # the ordinary call still works

@@ -212,3 +212,47 @@ def test_span_model_names_its_backbone_and_keeps_its_mode():
     qa.predict(model, test, vocab, 40)
     qa.sentence_attention(model, test[0], vocab, 40)
     assert model.training
+
+
+@pytest.mark.parametrize("answer, message", [
+    ({"text": "cold.", "answer_start": -5}, "answer_start=-5"),  # context[-5:] is "cold.": refused
+    ({"text": "cold", "answer_start": 100}, "answer_start=100"),
+    ({"text": "cold", "answer_start": True}, "whole number"),
+    ({"text": "cold", "answer_start": 8.0}, "'answer_start'"),
+    ({"text": "", "answer_start": 0}, "non-empty"),
+    ({"text": ["cold"], "answer_start": 8}, "'text'"),
+])
+def test_load_squad_refuses_answers_outside_the_passage(tmp_path, answer, message):
+    content = squad([{"context": "Oslo is cold.", "qas": [{"question": "q?", "answers": [answer]}]}])
+    with pytest.raises(LslmError, match=message) as info:
+        qa.load_squad(write(tmp_path, content))
+    assert "\n" not in str(info.value)
+
+
+def test_load_squad_survives_deep_nesting_huge_numbers_and_odd_paths(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LslmError, match="nested too deeply"):
+        qa.load_squad(deep)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"data": [' + "9" * 5000 + "]}")
+    with pytest.raises(LslmError, match="not valid JSON"):
+        qa.load_squad(huge)
+    with pytest.raises(LslmError, match="is a folder"):
+        qa.load_squad(tmp_path)
+    bad_id = squad([{"context": "Oslo is cold.", "qas": [
+        {"id": ["x"], "question": "q?", "answers": [{"text": "cold", "answer_start": 8}]}]}])
+    with pytest.raises(LslmError, match="'id'"):
+        qa.load_squad(write(tmp_path, bad_id))
+
+
+def test_load_squad_never_quotes_the_file(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"data": "hunter2"} trailing hunter2')
+    with pytest.raises(LslmError) as info:
+        qa.load_squad(secret)
+    assert "hunter2" not in str(info.value)
+    secret.write_bytes(b'{"data": "\xff hunter2"}')
+    with pytest.raises(LslmError, match="UTF-8") as info:
+        qa.load_squad(secret)
+    assert "hunter2" not in str(info.value)

@@ -304,3 +304,18 @@ def test_draw_words_colours_each_word():
     colours = [t.get_bbox_patch().get_facecolor() for t in texts]
     assert colours[0][2] > colours[0][0] and colours[1][0] > colours[1][2]  # blue, then red
     plt.close(fig)
+
+
+def test_load_folder_reads_only_regular_files(tmp_path):
+    import os
+
+    (tmp_path / "pos").mkdir()
+    (tmp_path / "pos" / "a.txt").write_text("great")
+    (tmp_path / "pos" / "endless.txt").symlink_to("/dev/zero")
+    with pytest.raises(LslmError, match="not a regular file"):
+        S.load_folder(tmp_path)
+    (tmp_path / "pos" / "endless.txt").unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pos" / "pipe.txt")
+        with pytest.raises(LslmError, match="not a regular file"):
+            S.load_folder(tmp_path)

@@ -225,3 +225,18 @@ def test_beam_of_one_is_greedy_and_beams_agree_on_a_trained_model(trained, split
         return model.sequence_logprob(src, outs) / torch.tensor([len(o) + 1.0 for o in outs])
 
     assert per_token(beam).mean() >= per_token(greedy).mean() - 1e-4
+
+
+def test_parallel_files_split_only_at_newlines(tmp_path):
+    src, tgt = tmp_path / "src.txt", tmp_path / "tgt.txt"
+    src.write_bytes("\ufeffanna\u2028sees li\r\nli calls omar\n".encode())
+    tgt.write_text("anna li vidas\nli omar vokas\n", encoding="utf-8")
+    assert tr.load_parallel(src, tgt) == [("anna\u2028sees li", "anna li vidas"), ("li calls omar", "li omar vokas")]
+
+
+def test_seq2seq_config_checks_its_special_ids_and_types():
+    for change in ({"pad_id": -1}, {"eos_id": 32}, {"bos_id": 1.0}, {"bias": "no"}, {"dropout": float("nan")},
+                   {"tgt_vocab_size": 2.0}, {"src_vocab_size": 2}):
+        with pytest.raises(LslmError) as err:
+            Seq2SeqConfig(**change)
+        assert "\n" not in str(err.value)

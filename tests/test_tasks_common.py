@@ -1,5 +1,7 @@
 """Shared task helpers: TSV reading with clear errors, splits, the small training loop."""
 
+import os
+
 import pytest
 import torch
 
@@ -70,3 +72,39 @@ def test_one_word_vocabulary_for_every_task():
     assert (q.pad_id, q.unk_id, q.bos_id, q.eos_id) == (0, 1, None, None)
     assert q.encode("the cat") == q.encode(["the", "cat"]) == [3, 1]
     assert q.decode([3, 4, 0]) == "the dog" and len(q) == q.vocab_size == 6
+
+
+def test_read_tsv_drops_a_bom_and_splits_rows_only_at_newlines(tmp_path):
+    path = tmp_path / "odd.tsv"
+    # A BOM (Windows editors write one), \r\n endings, and separators that splitlines()
+    # would wrongly treat as line ends inside a field.
+    path.write_bytes("\ufeffgood\tpos\r\nline\u2028sep\tneg\r\nnext\x85line\tpos\nform\x0cfeed\tneg".encode())
+    assert read_tsv(path) == [("good", "pos"), ("line\u2028sep", "neg"), ("next\x85line", "pos"),
+                              ("form\x0cfeed", "neg")]
+
+
+def test_read_tsv_keeps_a_lone_carriage_return_inside_a_field(tmp_path):
+    path = tmp_path / "cr.tsv"
+    path.write_bytes(b"a\rb\tpos\n")
+    assert read_tsv(path) == [("a\rb", "pos")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+def test_read_tsv_reads_only_regular_files(tmp_path):
+    os.mkfifo(tmp_path / "fifo.tsv")
+    (tmp_path / "zero.tsv").symlink_to("/dev/zero")
+    for name in ("fifo.tsv", "zero.tsv"):
+        with pytest.raises(LslmError, match="not a regular file"):
+            read_tsv(tmp_path / name)
+    with pytest.raises(LslmError, match="is a folder"):
+        read_tsv(tmp_path)
+
+
+def test_read_tsv_has_a_size_limit(tmp_path, monkeypatch):
+    import lslm.tasks.common as common
+
+    path = tmp_path / "big.tsv"
+    path.write_text("a\tb\n" * 100)
+    monkeypatch.setattr(common, "MAX_TEXT_BYTES", 50)
+    with pytest.raises(LslmError, match="limit"):
+        read_tsv(path)

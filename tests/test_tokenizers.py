@@ -261,3 +261,77 @@ def test_load_tokenizer_errors(tmp_path):
     with pytest.raises(LslmError) as err:
         load_tokenizer(bad)
     assert "Tokenizer.save" in one_line(err)
+
+
+@pytest.mark.parametrize("kind, text", [("bpe", None), ("char", None), ("unigram", b"bytes"),
+                                        ("char", ["a", "b"]), ("bpe", "ok \udc80 not"), (["char"], "abc")])
+def test_train_tokenizer_refuses_what_is_not_text(kind, text):
+    with pytest.raises(LslmError) as err:
+        train_tokenizer(kind, text)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("vocab_size", [2**31, 10**100, 2.5, True, 0, "100"])
+def test_train_tokenizer_refuses_vocab_sizes_sentencepiece_cannot_take(vocab_size):
+    with pytest.raises(LslmError, match="vocab") as err:
+        train_tokenizer("bpe", "hello world " * 50, vocab_size)
+    one_line(err)
+
+
+def test_char_encode_refuses_what_is_not_text():
+    with pytest.raises(LslmError, match="str"):
+        train_tokenizer("char", "abc").encode(None)
+
+
+# A text that keeps sentencepiece busy for seconds: 50,000 made-up words, 20,000 pieces to find.
+SLOW_TRAINING = """
+import random, sys
+from lslm.tokenizers import train_tokenizer
+rng = random.Random(0)
+letters = "abcdefghijklmnopqrstuvwxyz\\u00e9\\u00e8\\u00e0\\u00fc\\u00f6\\u00df\\u00e7\\u00f1"
+words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(50000)]
+text = "\\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(15000))
+print("training", flush=True)
+train_tokenizer("unigram", text, 20000)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT") or __import__("os").name == "nt",
+                    reason="sends SIGINT to a child process")
+def test_ctrl_c_interrupts_sentencepiece_training_promptly():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAINING], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "training"
+        time.sleep(0.5)  # inside sentencepiece's C++ trainer by now
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert "done" not in stdout  # interrupted, not finished
+    assert "KeyboardInterrupt" in stderr
+    assert waited < 3, f"Ctrl-C took {waited:.1f} s to stop the training"
+
+
+def test_load_tokenizer_reads_only_regular_files(tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs FIFOs")
+    os.mkfifo(tmp_path / "tok.json")  # reading it would block forever
+    with pytest.raises(LslmError, match="not a regular file") as err:
+        load_tokenizer(tmp_path / "tok.json")
+    one_line(err)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LslmError, match="nested too deeply") as err:
+        load_tokenizer(tmp_path / "deep.json")

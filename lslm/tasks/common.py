@@ -3,7 +3,6 @@ a training loop."""
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 import torch
 
 from lslm.errors import LslmError
+from lslm.files import MAX_TEXT_BYTES, read_text, split_lines
 from lslm.loop import Callback, TrainConfig, TrainLoop
 
 __all__ = ["LslmError", "WordVocab", "read_tsv", "split_examples", "fit"]
@@ -25,18 +25,20 @@ def read_tsv(path: str | Path, columns: int = 2) -> list[tuple[str, ...]]:
     A first row that reads like a header (e.g. ``text<TAB>label``) is skipped only if
     you remove it yourself; every row counts as data, so a header row would become an
     example. Blank lines are skipped.
+
+    The file must be UTF-8 (a byte order mark at the start is dropped), a regular file of
+    at most ``lslm.files.MAX_TEXT_BYTES``. Rows end at ``\\n`` or ``\\r\\n`` only: other
+    line separators (U+2028, U+0085 ...) are text inside a field. Fields are split at
+    every tab, with no quoting, and stripped of surrounding white space.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise LslmError(f"no file at {path}: give the path of a .tsv file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise LslmError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
+    text = read_text(path, MAX_TEXT_BYTES, "TSV file")
     rows = []
-    reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
-    for line_no, row in enumerate(reader, start=1):
-        if not row or all(not field.strip() for field in row):
+    for line_no, line in enumerate(split_lines(text), start=1):
+        row = line.split("\t")
+        if all(not field.strip() for field in row):
             continue
         if len(row) != columns:
             raise LslmError(

@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lslm.errors import LslmError
+from lslm.errors import LslmError, shown
+from lslm.files import MAX_JSON_BYTES, read_json
 from lslm.tasks.common import WordVocab
 from lslm.utils import evaluating, seeded
 
@@ -163,16 +164,19 @@ def load_squad(path: str | Path, block_size: int | None = None) -> list[QAExampl
     """Read a SQuAD-style JSON file: ``data -> paragraphs -> context, qas``.
 
     Each ``qas`` entry has ``question``, ``answers`` (a list of ``{"text", "answer_start"}``;
-    the first is the training target) and optionally ``id``. With ``block_size``, a
-    question plus passage that would not fit in the model's context is an error.
+    the first is the training target) and optionally ``id`` (a string or a number). With
+    ``block_size``, a question plus passage that would not fit in the model's context is an
+    error.
+
+    The file must be a regular UTF-8 file of at most ``lslm.files.MAX_JSON_BYTES``. Every
+    field is checked for its type, and every answer to lie inside its passage (an
+    ``answer_start`` below 0 is an error, not an index from the end). Messages say where
+    in the file a problem is, without quoting the file.
     """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LslmError(f"no SQuAD file at {path}: check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LslmError(f"{path} is not valid JSON ({e}): fix or re-export the file") from None
+    if not path.exists() and not path.is_symlink():
+        raise LslmError(f"no SQuAD file at {path}: check the path")
+    raw = read_json(path, MAX_JSON_BYTES, "SQuAD JSON file")
 
     def need(obj, key: str, kind: type, where: str):
         if not isinstance(obj, dict) or not isinstance(obj.get(key), kind):
@@ -192,19 +196,29 @@ def load_squad(path: str | Path, block_size: int | None = None) -> list[QAExampl
                 if not answers:
                     raise LslmError(f"{path}: {qwhere} has no answers: give at least one "
                                     "{\"text\", \"answer_start\"}")
-                texts = []
+                texts, starts = [], []
                 for k, ans in enumerate(answers):
-                    text = need(ans, "text", str, f"{qwhere}.answers[{k}]")
-                    start = need(ans, "answer_start", int, f"{qwhere}.answers[{k}]")
-                    if context[start : start + len(text)] != text:
+                    awhere = f"{qwhere}.answers[{k}]"
+                    text = need(ans, "text", str, awhere)
+                    start = need(ans, "answer_start", int, awhere)
+                    if isinstance(start, bool) or not text:
+                        raise LslmError(f"{path}: {awhere} needs a non-empty 'text' and a whole "
+                                        "number 'answer_start'")
+                    # A negative start would slice from the end of the passage: refuse it.
+                    if not 0 <= start <= len(context) - len(text) or \
+                            context[start : start + len(text)] != text:
                         found = context.find(text)
                         hint = f"the text is at {found}" if found >= 0 else "the text is not in the context"
-                        raise LslmError(f"{path}: {qwhere} answer {text!r} is not at answer_start="
-                                        f"{start} ({hint}): fix answer_start")
+                        raise LslmError(f"{path}: {awhere} is not at answer_start={shown(start)} "
+                                        f"({hint}): fix answer_start")
                     texts.append(text)
-                first = answers[0]
-                ex = QAExample(question, context, first["text"], first["answer_start"],
-                               id=str(qa.get("id", f"{a}-{p}-{q}")),
+                    starts.append(start)
+                qid = qa.get("id")
+                qid = f"{a}-{p}-{q}" if qid is None else qid
+                if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+                    raise LslmError(f"{path}: {qwhere} has an 'id' that is not a string or a number")
+                # json.loads refuses integers too long to print, so str() is safe here.
+                ex = QAExample(question, context, texts[0], starts[0], id=str(qid),
                                other_answers=tuple(texts[1:]))
                 if block_size is not None:
                     n = input_length(ex)

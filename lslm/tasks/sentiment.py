@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.errors import LslmError
+from lslm.files import MAX_TEXT_BYTES, read_text
 from lslm.model import GPT
 from lslm.tokenizers import Tokenizer
 from lslm.utils import evaluating, seeded
@@ -252,6 +253,8 @@ def load_tsv(path: str | Path, labels: Sequence[str] = LABELS) -> list[tuple[str
 def load_folder(root: str | Path, labels: Sequence[str] = LABELS) -> list[tuple[str, str]]:
     """Read a folder per label, one example per ``.txt`` file: ``root/pos/a.txt`` is positive.
 
+    Each file must be a regular UTF-8 file (a device or FIFO named ``.txt`` is an error).
+
     Files are read in sorted order, so the result is the same on every machine. A
     subfolder whose name is not a label is an error (a typo would silently drop data).
     """
@@ -268,10 +271,7 @@ def load_folder(root: str | Path, labels: Sequence[str] = LABELS) -> list[tuple[
                 "or pass labels=... that include it"
             )
         for file in sorted(sub.glob("*.txt")):
-            try:
-                text = file.read_text(encoding="utf-8").strip()
-            except UnicodeDecodeError:
-                raise LslmError(f"{file} is not UTF-8 text: re-save it as UTF-8") from None
+            text = read_text(file, MAX_TEXT_BYTES, "text file").strip()  # regular files only
             if not text:
                 raise LslmError(f"{file} is empty: remove it or write the review into it")
             examples.append((text, sub.name))

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from lslm.errors import LslmError
+from lslm.files import MAX_TEXT_BYTES, read_text, split_lines
 from lslm.tasks.common import WordVocab, read_tsv  # WordVocab: tr.WordVocab too
 
 # ----------------------------------------------------------------------------- the languages
@@ -215,14 +216,18 @@ def load_tsv(path: str | Path, block_size: int | None = None) -> list[tuple[str,
 def load_parallel(
     source_path: str | Path, target_path: str | Path, block_size: int | None = None
 ) -> list[tuple[str, str]]:
-    """(source, target) pairs from two parallel files: line n of one translates line n of the other."""
+    """(source, target) pairs from two parallel files: line n of one translates line n of the other.
+
+    Lines end at ``\\n`` or ``\\r\\n`` only (a U+2028 inside a sentence does not split it);
+    both must be regular UTF-8 files of at most ``lslm.files.MAX_TEXT_BYTES``.
+    """
     sides = []
     for path in (Path(source_path), Path(target_path)):
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise LslmError(
                 f"no file at {path}: give the path of a text file with one sentence per line"
             )
-        sides.append(path.read_text(encoding="utf-8").splitlines())
+        sides.append(split_lines(read_text(path, MAX_TEXT_BYTES, "text file")))
     if len(sides[0]) != len(sides[1]):
         raise LslmError(
             f"{source_path} has {len(sides[0])} lines but {target_path} has {len(sides[1])}: "

@@ -28,6 +28,9 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def train(cls, text: str) -> CharTokenizer:
         """Build the vocabulary from the characters that occur in ``text``."""
+        if not isinstance(text, str):
+            raise LslmError(f"a char tokenizer trains on a str, got a {type(text).__name__}: "
+                            "read the file's text first")
         if not text:
             raise LslmError("cannot train a tokenizer on empty text: give it some text")
         return cls(sorted(set(text)))
@@ -37,6 +40,8 @@ class CharTokenizer(Tokenizer):
         return len(self.chars)
 
     def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise LslmError(f"encode takes a str, got a {type(text).__name__}")
         try:
             return [self._ids[c] for c in text]
         except KeyError:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import io
 import re
+import threading
 from collections.abc import Sequence
 
 import sentencepiece as spm
@@ -77,7 +78,7 @@ class SentencePieceTokenizer(Tokenizer):
             raise LslmError("cannot train a tokenizer on empty text: give it some text")
         model = io.BytesIO()
         try:
-            spm.SentencePieceTrainer.train(
+            _train_interruptibly(
                 sentence_iterator=iter(lines),
                 model_writer=model,
                 model_type=model_type,
@@ -98,6 +99,8 @@ class SentencePieceTokenizer(Tokenizer):
         return self._sp
 
     def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise LslmError(f"encode takes a str, got {type(text).__name__}: decode bytes to text first")
         if _SPACE not in text:
             return self._sp.encode(text)
         ids: list[int] = []
@@ -129,6 +132,30 @@ class SentencePieceTokenizer(Tokenizer):
                 "save the tokenizer again"
             ) from None
         return cls(proto, kind=state.get("kind"))
+
+
+def _train_interruptibly(**options: object) -> None:
+    """``SentencePieceTrainer.train(**options)`` in a thread of its own, so that Ctrl-C works.
+
+    Python delivers Ctrl-C (KeyboardInterrupt) only to the main thread and only between
+    Python operations: inside sentencepiece's C++ trainer, that can be half a minute away.
+    Waiting for the thread in short joins keeps the main thread ready to be interrupted.
+    An interrupted trainer finishes in the background and its model is dropped.
+    """
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            spm.SentencePieceTrainer.train(**options)
+        except BaseException as e:  # handed to the main thread, which raises it
+            failure.append(e)
+
+    thread = threading.Thread(target=work, name="sentencepiece-train", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if failure:
+        raise failure[0]
 
 
 def _training_lines(text: str) -> list[str]:
