@@ -336,9 +336,7 @@ class GPT(NumParams, nn.Module):
                 f"the prompt {tuple(idx.shape)} holds no tokens: give at least one token to start "
                 "from (e.g. the id of a newline)"
             )
-        if idx.device != self.wte.weight.device:
-            raise LslmError(f"the prompt is on {idx.device} but the model is on "
-                            f"{self.wte.weight.device}: move it with .to(model.wte.weight.device)")
+        idx = idx.to(self.wte.weight.device)  # a CPU prompt works with a model on a GPU
         if int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size:
             raise self._id_error(idx)
         return idx.long(), one_row
