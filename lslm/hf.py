@@ -14,7 +14,6 @@ Nothing here touches the network: get the files first (see ``find_local_gpt2``).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

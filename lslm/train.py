@@ -32,6 +32,12 @@ from lslm.model import GPT
 from lslm.tensorboard import TensorBoardLogger
 from lslm.utils import error_summary, evaluating
 
+# Also importable from here: the names a training script reaches for next to Trainer.
+__all__ = [
+    "Trainer", "TrainConfig", "TrainLoop", "History", "new_history", "lm_loss", "lr_at", "make_optimizer",
+    "pick_device", "cpp_compiler", "compile_options", "distributed_env", "launched_by_torchrun", "TORCHRUN_VARS",
+]
+
 History = dict[str, list]
 
 

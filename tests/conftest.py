@@ -1,5 +1,7 @@
 """Shared fixtures: small texts, tiny models and the Tiny Shakespeare copy in ../shared."""
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,30 @@ SHARED_TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # For the tests that torch.compile on CPU (the quick recipe among them).
 needs_cpp_compiler = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+
+
+class Hang(Exception):
+    """A test's code ran past its time limit (see ``time_limit``)."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail a block that runs longer than ``seconds`` with ``Hang``, instead of hanging the
+    suite (POSIX, where SIGALRM exists; elsewhere the block simply runs)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise Hang(f"still running after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 # A short, repetitive text: a tiny model can learn it in a few dozen steps.
 RHYME = (

@@ -16,7 +16,7 @@ import torch
 from lslm.checkpoint import load_checkpoint
 from lslm.cli import main
 from lslm.errors import LslmError
-from tests.conftest import RHYME, needs_cpp_compiler
+from tests.conftest import RHYME, needs_cpp_compiler, time_limit
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--max-iters", "12", "--eval-interval", "6", "--no-progress"]
@@ -508,24 +508,6 @@ def test_divergence_points_to_a_checkpoint_only_if_one_exists(tmp_path, corpus, 
 
 # --- hangs and hostile files: corpora that are not regular files ---------------------------------
 
-
-@contextmanager
-def time_limit(seconds: float):
-    """Fail instead of hanging (POSIX; elsewhere the block simply runs)."""
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

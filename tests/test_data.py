@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lslm import data
+from tests.conftest import time_limit
 from lslm.data import (
     EMBEDDED,
     TINYSHAKESPEARE_SHA256,
@@ -338,26 +339,6 @@ def test_cache_dir(monkeypatch, tmp_path):
 
 # --- hostile corpora: only regular files, bounded, nothing of a bad file quoted -----------------
 
-
-@contextmanager
-def time_limit(seconds: float):
-    """Fail instead of hanging (POSIX; elsewhere the block simply runs)."""
-    import signal
-
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import zipfile
-from contextlib import contextmanager
 from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
@@ -34,38 +32,17 @@ from lslm.model import GPT, GPTConfig  # noqa: E402
 from lslm.tasks.common import read_tsv  # noqa: E402
 from lslm.tasks.qa import load_squad  # noqa: E402
 from lslm.tokenizers import train_tokenizer  # noqa: E402
+from tests.conftest import time_limit  # noqa: E402
 
 # No example database: the tests leave no folder behind in the checkout.
 SETTINGS = dict(deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
 HARD_LIMIT_S = 20  # an example still running after this long counts as a hang
 
 
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float = HARD_LIMIT_S):
-    """Fail an example that runs longer than ``seconds`` (where SIGALRM exists)."""
-    if not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
 
 def outcome(fn, *args, **kwargs):
     """``("ok", result)`` or ``("error", message)``; any other exception fails the test."""
-    with time_limit():
+    with time_limit(HARD_LIMIT_S):
         try:
             result = "ok", fn(*args, **kwargs)
         except LslmError as e:

@@ -17,7 +17,6 @@ import contextlib
 import io
 import itertools
 import shutil
-import signal
 from dataclasses import replace
 from datetime import timedelta
 
@@ -28,7 +27,7 @@ from hypothesis import strategies as st
 from lslm import cli, devices
 from lslm.cli import main
 from lslm.train import Trainer
-from tests.conftest import RHYME
+from tests.conftest import RHYME, time_limit
 
 PER_EXAMPLE_S = 60
 TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--block-size", "8", "--batch-size", "2",
@@ -55,24 +54,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Fail an example that hangs (POSIX; elsewhere Hypothesis's deadline reports it afterwards)."""
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
