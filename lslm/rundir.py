@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -98,11 +98,9 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
     """Delete the temporary files that interrupted saves left in ``folder``; hold its lock first."""
     removed = []
     for p in folder.glob(STALE_TEMP_PATTERN):
-        try:
+        with suppress(OSError):  # one we may not remove (permissions) is harmless: never read
             p.unlink()
             removed.append(p)
-        except OSError:
-            pass  # not ours to remove (permissions): harmless, it is never read
     return removed
 
 
