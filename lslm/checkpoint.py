@@ -448,15 +448,16 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], fil
 
 
 def resume_trainer(cls: type, path: str | Path, data: dict, out_dir: str | Path | None = None,
-                   **kwargs: Any) -> Any:
+                   checkpoint: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Rebuild a ``Trainer`` (or subclass ``cls``) from a checkpoint, so that ``fit``
     continues the same loss curve. ``kwargs`` go to the constructor (callbacks, tensorboard);
-    the other keywords override fields of the stored TrainConfig (``max_iters``, ``progress`` ...)."""
+    the other keywords override fields of the stored TrainConfig (``max_iters``, ``progress`` ...).
+    ``checkpoint`` is what ``load_checkpoint(path)`` returned, when the caller has read it already."""
     from lslm.loop import TrainConfig
     from lslm.model import GPT
 
     file = checkpoint_file(path)
-    ckpt = load_checkpoint(path)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path)
     require_parts(ckpt, RESUME_PARTS, file, "resume training")
     config = _model_config(ckpt, file)
     check_weights(config, ckpt["model"], file)

@@ -328,8 +328,9 @@ def resumed_run(args: argparse.Namespace, out: Path, say: Callable[..., None]) -
     check_resume_options(args, ckpt)
     prepared = prepare_data(stored_corpus(ckpt, ckpt_path), tokenizer_from_state(ckpt["tokenizer"]))
     more = {} if args.max_iters is None else {"max_iters": args.max_iters}
-    trainer = Trainer.resume(ckpt_path, prepared.tokens, out_dir=out, tensorboard=args.tensorboard,
-                             progress=not args.no_progress, device=args.device, **more)
+    trainer = Trainer.resume(ckpt_path, prepared.tokens, out_dir=out, checkpoint=ckpt,
+                             tensorboard=args.tensorboard, progress=not args.no_progress,
+                             device=args.device, **more)
     say(f"Resuming {out} at step {trainer.step} of {trainer.config.max_iters}.")
     return trainer
 

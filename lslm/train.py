@@ -250,10 +250,11 @@ class Trainer(TrainLoop):
     @classmethod
     def resume(cls, path: str | Path, data: dict[str, torch.Tensor], out_dir: str | Path | None = None,
                callbacks: list[Callback] | None = None, tensorboard: str | Path | None = None,
-               **overrides) -> "Trainer":
+               checkpoint: dict | None = None, **overrides) -> "Trainer":
         """Rebuild a Trainer from a checkpoint so that ``fit`` continues the same curve.
 
-        ``overrides`` may change TrainConfig fields such as ``max_iters`` or ``progress``.
+        ``overrides`` may change TrainConfig fields such as ``max_iters`` or ``progress``;
+        ``checkpoint`` is the already loaded checkpoint, which saves reading the file twice.
         """
-        return resume_trainer(cls, path, data, out_dir=out_dir, callbacks=callbacks,
-                              tensorboard=tensorboard, **overrides)
+        return resume_trainer(cls, path, data, out_dir=out_dir, checkpoint=checkpoint,
+                              callbacks=callbacks, tensorboard=tensorboard, **overrides)

@@ -562,3 +562,13 @@ def test_sample_to_an_ascii_terminal_replaces_what_it_cannot_show(tmp_path, caps
                         "--max-new-tokens", "5", "--seed", "1"], capture_output=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.startswith(b"Un caf?") and b"Traceback" not in p.stderr
+
+
+def test_resume_reads_the_checkpoint_once(run, capsys, monkeypatch):
+    from lslm import checkpoint
+
+    reads = []
+    real = checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: reads.append(path) or real(path))
+    assert main(["train", "--out", str(run), "--resume", "--max-iters", "14", "--no-progress"]) == 0
+    assert len(reads) == 1 and load_checkpoint(run)["step"] == 14
