@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test unit notebooks bench clean
+.PHONY: setup lab test unit notebooks tidy bench clean
 
 # `setup` installs everything `make test` needs; `make lab` installs only the lab extra.
 setup: $(VENV)/.installed
@@ -47,6 +47,10 @@ unit: setup
 notebooks: setup
 	$(BIN)/python -m pytest notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+
+# Before committing notebooks: drop widget state, timestamps and solution outputs (tools/nbtidy.py).
+tidy:
+	$(PYTHON) tools/nbtidy.py notebooks/[0-9][0-9]_*.ipynb
 
 # Appends its figures to benchmarks/RESULTS.md; about 45 minutes on a 2-core CPU. Run it idle.
 bench: setup

@@ -12,7 +12,10 @@ far fewer than the ~20 tokens per parameter that Hoffmann et al. 2022 (Chinchill
 found compute-optimal. The fitted exponent is a property of this small setting; the
 notebook compares it with Kaplan's.
 
-    python -m lslm.scaling --out benchmarks/scaling-sweep.json
+    python -m lslm.scaling --out lslm/resources/scaling-sweep.json
+
+That file ships inside the package (``RECORDED_SWEEP``), so notebook 10 can show a
+recorded sweep from any install, editable or not.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from typing import Callable, Sequence
 
 from lslm.errors import LslmError
 from lslm.files import MAX_JSON_BYTES, read_json
+
+# A sweep recorded on a 2-core CPU, shipped as package data (pyproject.toml).
+RECORDED_SWEEP = Path(__file__).resolve().parent / "resources" / "scaling-sweep.json"
 
 KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, equation 1.1
 CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: compute-optimal D ≈ 20 N
@@ -123,8 +129,8 @@ class SweepResult:
         return path
 
 
-def load_sweep(path: str | Path) -> SweepResult:
-    """Read a file written by ``python -m lslm.scaling --out``."""
+def load_sweep(path: str | Path = RECORDED_SWEEP) -> SweepResult:
+    """Read a file written by ``python -m lslm.scaling --out`` (the recorded sweep by default)."""
     path = Path(path)
     if not path.exists():
         raise LslmError(f"no sweep results at {path}: run `python -m lslm.scaling --out {path}`")
@@ -205,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m lslm.scaling",
         description="Train several tiny GPTs on the same tokens and fit L(N) = a·N^-alpha.",
     )
-    parser.add_argument("--out", default="benchmarks/scaling-sweep.json", help="JSON file to write")
+    parser.add_argument("--out", default="scaling-sweep.json",
+                        help=f"JSON file to write (the recorded one that ships with lslm: {RECORDED_SWEEP})")
     parser.add_argument("--steps", type=int, default=SweepConfig.steps)
     parser.add_argument("--sizes", default=None,
                         help="n_layer x n_embd pairs, e.g. 1x16,2x32,2x64 (default: the notebook's six)")

@@ -83,16 +83,36 @@ def notebook_imports() -> dict[str, set[str]]:
     return third_party_imports(sources)
 
 
-def conda_requirements() -> dict[str, str]:
-    reqs, in_deps = [], False
+def conda_sections() -> tuple[dict[str, str], dict[str, str]]:
+    """environment.yml's packages: (from conda-forge, from its ``pip:`` section)."""
+    conda, pip, section = [], [], None
     for line in (ROOT / "environment.yml").read_text().splitlines():
         if line.startswith("dependencies:"):
-            in_deps = True
-        elif in_deps and re.match(r"^  - [A-Za-z]", line):
-            reqs.append(line[4:].split("#")[0].strip())
-        elif in_deps and line and not line.startswith(" "):
-            in_deps = False
-    return dict(parse(r) for r in reqs if not r.startswith(("python", "pip")))
+            section = conda
+        elif section is not None and re.match(r"^  - pip:", line):
+            section = pip
+        elif section is not None and re.match(r"^ +- [A-Za-z]", line):
+            section.append(line.split("- ", 1)[1].split("#")[0].strip())
+        elif section is not None and line and not line.startswith(" "):
+            section = None
+
+    def named(reqs: list[str]) -> dict[str, str]:
+        return dict(parse(r) for r in reqs if not re.match(r"(python|pip)\b", r))
+
+    return named(conda), named(pip)
+
+
+def conda_requirements() -> dict[str, str]:
+    conda, pip = conda_sections()
+    assert not set(conda) & set(pip), "a package listed twice in environment.yml"
+    return {**conda, **pip}
+
+
+def test_packages_conda_names_differently_come_from_pip():
+    conda, pip = conda_sections()
+    assert {"playwright", "pytest", "nbval", "hypothesis"} <= set(pip)
+    assert not {"playwright", "pytest", "nbval", "hypothesis", "sacrebleu"} & set(conda)
+    assert {"torch", "numpy", "jupyterlab"} <= set(conda)
 
 
 def test_conda_and_pip_list_the_same_packages_and_versions():

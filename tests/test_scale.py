@@ -31,7 +31,7 @@ from lslm.widgets.compute import ComputeEstimator
 
 from .conftest import RHYME, prepare_data_from_text
 
-CACHED_SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling-sweep.json"
+CACHED_SWEEP = Path(__file__).resolve().parents[1] / "lslm" / "resources" / "scaling-sweep.json"
 PNG_MAGIC = b"\x89PNG"
 
 
@@ -220,6 +220,7 @@ def test_sweep_config_rejects_bad_sizes():
 def test_cached_sweep_refits_to_its_stored_law():
     stored = json.loads(CACHED_SWEEP.read_text())
     result = load_sweep(CACHED_SWEEP)
+    assert load_sweep().runs == result.runs  # the default is the recorded sweep in the package
     law = result.fit()
     assert law.alpha == pytest.approx(stored["fit"]["alpha"], rel=1e-12)
     assert law.a == pytest.approx(stored["fit"]["a"], rel=1e-12)
