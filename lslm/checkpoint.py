@@ -445,6 +445,13 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], fil
                     raise mismatch
                 if key != "step" and value.shape != p.shape:
                     raise mismatch
+        # The saved groups carry the saving machine's kernel choice: a run saved with the
+        # fused kernel may resume where torch has none (an older torch, another device).
+        if group.get("fused") and group["params"]:
+            from lslm.devices import fused_adamw_available
+
+            if not fused_adamw_available(group["params"][0].device):
+                group["fused"] = False
 
 
 def resume_trainer(cls: type, path: str | Path, data: dict, out_dir: str | Path | None = None,

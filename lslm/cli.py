@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-tokens", type=whole(1), default=None,
                    help="cap the tokens evaluated (at least the model's block size)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--device", default="auto", type=device_name,
+                   help="where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--ckpt", required=True, type=path_text, help="run folder (or its ckpt.pt)")
@@ -173,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=real(0), default=0.8, help="0 picks the likeliest token")
     s.add_argument("--top-k", type=whole(1), default=None)
     s.add_argument("--top-p", type=real(0, 1, low_open=True), default=None)
-    s.add_argument("--seed", type=whole(0, SEED_MAX), default=None)
+    s.add_argument("--seed", type=whole(0, SEED_MAX), default=None,
+                   help="the same seed gives the same text on the same device")
+    s.add_argument("--device", default="auto", type=device_name,
+                   help="where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     return parser
 
 
@@ -405,10 +410,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ----- lslm eval and lslm sample ----------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from lslm.checkpoint import checkpoint_file, load_checkpoint, load_model
+    from lslm.devices import pick_device
     from lslm.evaluate import evaluate
     from lslm.pipeline import prepare_data
 
-    model, tokenizer = load_model(args.ckpt)
+    model, tokenizer = load_model(args.ckpt, pick_device(args.device))  # the tokens stay on the CPU
     block = model.config.block_size
     if args.max_tokens is not None and args.max_tokens < block:
         raise LslmError(
@@ -434,8 +440,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from lslm.checkpoint import load_model
+    from lslm.devices import pick_device
 
-    model, tokenizer = load_model(args.ckpt)
+    model, tokenizer = load_model(args.ckpt, pick_device(args.device))  # generate moves the prompt
     ids = tokenizer.encode(args.prompt) if args.prompt else []
     block = model.config.block_size
     if len(ids) > block:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from typing import Any
 
 import torch
 
@@ -59,9 +61,61 @@ def device_memory(device: str) -> int | None:
         return None
 
 
+def model_device(module: torch.nn.Module) -> torch.device:
+    """The device ``module`` computes on: where its first parameter (else buffer) lives; cpu
+    for a module that holds neither. Every entry point that takes token ids or text moves
+    them there, so a CPU input works with a model on a GPU."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """``batch`` with every tensor in it (in tuples, lists and dicts too) moved to ``device``;
+    anything else is left as it is. Moving to the device a tensor is already on costs nothing."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple takes fields, not an iterable
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def fused_adamw_available(device: str | torch.device) -> bool:
+    """Whether this torch has a fused AdamW kernel for ``device``'s kind.
+
+    CUDA has one since torch 2.0; cpu and mps only since torch 2.4, where they joined the
+    list in ``torch.utils._foreach_utils._get_fused_kernels_supported_devices`` (2.2 and
+    2.3 list cuda, xpu and the private-use backend). Intel Macs stop at torch 2.2.2, so
+    this is asked, not assumed. The list is private to torch: without it, only cuda.
+    """
+    kind = str(device).split(":")[0]  # a name such as "auto" is no device kind: False, not an error
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:
+        return kind == "cuda"
+    return kind in _get_fused_kernels_supported_devices()
+
+
+def on_windows() -> bool:
+    """True on Windows, asked at each call (so a test can say otherwise)."""
+    return sys.platform == "win32"
+
+
 def cpp_compiler() -> str | None:
-    """The C++ compiler torch.compile could build CPU kernels with ($CXX first), or None."""
-    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+    """The C++ compiler torch.compile could build CPU kernels with ($CXX first), or None.
+
+    On Windows, torch's inductor takes $CXX or else ``cl`` (torch/_inductor/cpp_builder.py,
+    ``get_cpp_compiler``) and accepts only MSVC-style compilers (``cl``, ``clang-cl``): g++
+    from MinGW would be found on PATH but cannot be used.
+    """
+    names = ("cl", "clang-cl") if on_windows() else ("g++", "c++", "clang++")
+    for name in (os.environ.get("CXX", ""), *names):
         path = shutil.which(name) if name else None
         if path:
             return path
@@ -70,11 +124,17 @@ def cpp_compiler() -> str | None:
 
 def check_cpp_compiler() -> None:
     """torch.compile on CPU writes C++ and builds it: say so clearly when no compiler is there."""
-    if cpp_compiler() is None:
-        raise LslmError(
-            "compile=True (--compile, or the 'quick' recipe) needs a C++ compiler on CPU and none "
-            "was found: install g++ or clang++, or train without compiling (--no-compile, compile=False)"
-        )
+    if cpp_compiler() is not None:
+        return
+    if on_windows():
+        how = ("install Visual Studio Build Tools (\"Desktop development with C++\") and start "
+               "Python from an \"x64 Native Tools Command Prompt\", which puts its cl.exe on PATH")
+    else:
+        how = "install g++ or clang++"
+    raise LslmError(
+        f"compile=True (--compile, or the 'quick' recipe) needs a C++ compiler on CPU and none "
+        f"was found: {how}, or train without compiling (--no-compile, compile=False)"
+    )
 
 
 def compile_options(device: str) -> dict:

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.utils import evaluating
 
@@ -45,7 +46,7 @@ def evaluate(
             f"the split has {len(tokens)} tokens but block_size is {block}: "
             "evaluate on a longer text or use a smaller --block-size"
         )
-    device = next(model.parameters()).device
+    device = model_device(model)  # the split may sit on the CPU; each batch moves
     usable = tokens[: n_windows * block + 1]
     xs = usable[:-1].view(n_windows, block)
     ys = usable[1:].view(n_windows, block)
@@ -58,7 +59,7 @@ def evaluate(
             logits = model(x)[0].float()
             loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
             nats += loss.sum().item()
-            pos_sum += loss.sum(dim=0).double().cpu()
+            pos_sum += loss.sum(dim=0).cpu().double()  # to the CPU first: mps has no float64
             k = min(5, logits.size(-1))
             best = logits.topk(k, dim=-1).indices
             top1 += (best[..., 0] == y).sum().item()

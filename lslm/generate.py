@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.utils import ngrams
 
@@ -63,6 +64,7 @@ def sample_perplexity(model, tokens: torch.Tensor, prompt_len: int) -> float:
     """
     if not 0 < prompt_len < tokens.size(1):
         raise LslmError(f"prompt_len must be between 1 and {tokens.size(1) - 1}, got {prompt_len}")
+    tokens = tokens.to(model_device(model))  # generate's output is there already; a CPU copy moves
     block, total = model.config.block_size, tokens.size(1)
     nll, count, scored = 0.0, 0, prompt_len
     while scored < total:
@@ -71,7 +73,7 @@ def sample_perplexity(model, tokens: torch.Tensor, prompt_len: int) -> float:
         stop = min(total, max(scored + max(1, block // 2), block + 1))
         start = max(0, stop - 1 - block)
         logp = F.log_softmax(model(tokens[:, start : stop - 1])[0].float(), dim=-1)
-        pos = torch.arange(scored, stop)
+        pos = torch.arange(scored, stop, device=tokens.device)
         picked = logp[:, pos - 1 - start].gather(-1, tokens[:, pos].unsqueeze(-1))
         nll -= picked.sum().item()
         count += picked.numel()
@@ -98,7 +100,7 @@ def compare_methods(
     if not prompt_ids:
         raise LslmError("the prompt is empty: give at least one character to start from")
     rows = []
-    idx = torch.tensor([prompt_ids] * num_samples)
+    idx = torch.tensor([prompt_ids] * num_samples)  # generate checks it here, then moves it to the model
     for name, settings in methods.items():
         out = model.generate(idx, length, seed=seed, **settings)
         texts = [tokenizer.decode(row[len(prompt_ids) :].tolist()) for row in out]
@@ -116,10 +118,11 @@ def compare_methods(
 def time_generation(model, prompt_ids: Sequence[int], new_tokens: int, use_cache: bool,
                     repeats: int = 3) -> float:
     """Median seconds to greedily generate ``new_tokens`` tokens (for the benchmark)."""
-    idx = torch.tensor([list(prompt_ids)])
+    idx = torch.tensor([list(prompt_ids)])  # generate checks it here, then moves it to the model
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.generate(idx, new_tokens, temperature=0, use_cache=use_cache)
+        # .cpu() waits for a GPU's queued kernels, so the time is the work's, not the launches'.
+        model.generate(idx, new_tokens, temperature=0, use_cache=use_cache).cpu()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]

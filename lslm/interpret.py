@@ -10,6 +10,9 @@ each position carries from block to block; we number its states like this::
 ``logit_lens`` reads the stream at every position, ``steer`` adds a vector to it at one
 position, ``ablate_heads`` silences attention heads, and ``induction_probe`` measures
 how well a model copies a sequence it has already seen.
+
+The model may sit on any device: token ids (lists or tensors, anywhere) are moved to it,
+and the tensors these tools return come back on the CPU, where plots and numpy read them.
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lslm.devices import model_device, to_device
 from lslm.errors import LslmError
 from lslm.utils import evaluating
 
 # ----- small helpers -------------------------------------------------------------------
 
 
-def _as_batch(idx: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """Token ids as a (batch, time) long tensor; a single sequence gets a batch of 1."""
+def _as_batch(idx: torch.Tensor | Sequence[int], model: nn.Module) -> torch.Tensor:
+    """Token ids as a (batch, time) long tensor on ``model``'s device; a single sequence
+    gets a batch of 1."""
     idx = torch.as_tensor(idx, dtype=torch.long)
     if idx.dim() == 1:
         idx = idx.unsqueeze(0)
     if idx.dim() != 2 or idx.size(1) == 0:
         raise LslmError(f"expected token ids of shape (batch, time), got shape {tuple(idx.shape)}")
-    return idx
+    return idx.to(model_device(model))
 
 
 def _check_length(model: nn.Module, t: int) -> None:
@@ -76,7 +81,12 @@ def _stream_hook(fn):
 
 def residual_stream(model: nn.Module, idx: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """The residual stream at every position, shape (n_layer + 1, batch, time, n_embd)."""
-    idx = _as_batch(idx)
+    return _stream(model, idx).cpu()
+
+
+def _stream(model: nn.Module, idx: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """``residual_stream``, left on the model's device."""
+    idx = _as_batch(idx, model)
     _check_length(model, idx.size(1))
     states: list[torch.Tensor] = []
     handles = [r.register_forward_pre_hook(_stream_hook(lambda x: states.append(x)), with_kwargs=True)
@@ -100,10 +110,10 @@ def logit_lens(
     (n_layer + 1, batch, time, vocab); row 0 reads the embeddings, the last row is the
     model's real output. ``as_logits=True`` returns the scores before the softmax.
     """
-    stream = residual_stream(model, idx)
+    stream = _stream(model, idx)
     with torch.no_grad():
         logits = model.lm_head(model.ln_f(stream))
-    return logits if as_logits else F.softmax(logits, dim=-1)
+    return (logits if as_logits else F.softmax(logits, dim=-1)).cpu()
 
 
 # ----- losses --------------------------------------------------------------------------
@@ -114,14 +124,14 @@ def token_losses(model: nn.Module, tokens: torch.Tensor | Sequence[int]) -> torc
 
     ``tokens`` holds inputs and targets together: position t is asked for token t + 1.
     """
-    tokens = _as_batch(tokens)
+    tokens = _as_batch(tokens, model)
     if tokens.size(1) < 2:
         raise LslmError("need at least 2 tokens: one to read and one to predict")
     x, y = tokens[:, :-1], tokens[:, 1:]
     _check_length(model, x.size(1))
     with evaluating(model), torch.no_grad():
         logits = model(x)[0]
-    return F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
+    return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").cpu()
 
 
 def mean_loss(model: nn.Module, tokens: torch.Tensor | Sequence[int]) -> float:
@@ -199,11 +209,11 @@ def head_ablation_effect(model: nn.Module, tokens: torch.Tensor | Sequence[int])
 
 def attention_maps(model: nn.Module, idx: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """Attention weights of every head, shape (n_layer, batch, n_head, time, time)."""
-    idx = _as_batch(idx)
+    idx = _as_batch(idx, model)
     _check_length(model, idx.size(1))
     with evaluating(model), torch.no_grad():
         _, attention = model.features(idx, return_attention=True)
-    return torch.stack(list(attention))
+    return torch.stack(list(attention)).cpu()
 
 
 def repeated_random_tokens(
@@ -420,14 +430,18 @@ def train_on_repeats(
     # A short warmup, then a constant learning rate; clipping and no weight decay. Copying
     # is learned in a sudden jump after a plateau; with this recipe the jump came within
     # about 100 steps for every seed tried at n = 8, on 1 and 2 threads.
+    device = model_device(model)
     config = TrainConfig(max_iters=steps, lr=lr, min_lr=lr, warmup_iters=min(20, steps), weight_decay=0.0,
                          beta2=0.99, grad_clip=1.0, eval_interval=0, seed=seed, progress=False)
     loop = TrainLoop(
         model,
         lambda net, tokens: net(tokens[:, :-1], tokens[:, 1:])[1],
-        # Fresh sequences every step, the same ones for the same seed.
-        lambda: repeated_random_tokens(n, batch, model.config.vocab_size, seed=seed * 1_000_003 + loop.step + 1),
+        # Fresh sequences every step, the same ones for the same seed, drawn on the CPU and
+        # moved to the model.
+        lambda: to_device(repeated_random_tokens(n, batch, model.config.vocab_size,
+                                                 seed=seed * 1_000_003 + loop.step + 1), device),
         config,
+        device=str(device),
         callbacks=[lambda _, record: snapshot(record["step"])],
         fused=False,
     )

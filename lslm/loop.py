@@ -36,7 +36,9 @@ from typing import Any
 
 import torch
 
+from lslm.devices import fused_adamw_available
 from lslm.errors import LslmError, real_number, shown, whole_number
+from lslm.progress import progress_bar
 from lslm.utils import DictConfig
 
 
@@ -106,31 +108,56 @@ def make_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW that decays matrices (weights, embeddings) but not norms and biases.
 
-    ``fused=None`` takes the fused kernel where torch has one (cpu, cuda); ``False`` keeps
-    the per-tensor loop. Frozen parameters (``requires_grad=False``) are left out.
+    ``fused=None`` takes the fused kernel where this torch has one for ``device`` (cuda;
+    cpu and mps from torch 2.4, see ``lslm.devices.fused_adamw_available``) and torch's
+    default loop elsewhere; ``True`` asks for it (an ``LslmError`` where there is none);
+    ``False`` keeps the per-tensor loop. Frozen parameters (``requires_grad=False``) are left out.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    settings = {"lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2)}
     # The fused kernel updates every tensor in one pass: same maths as the textbook
     # per-tensor loop (tests/test_train.py checks), several times faster on small models.
-    if fused is None:
-        fused = device.split(":")[0] in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    # Older torch lacks it on cpu and mps (Intel Macs stop at 2.2.2): there, fall back.
+    available = fused_adamw_available(device)
+    if fused and not available:
+        raise LslmError(
+            f"fused=True: torch {torch.__version__} has no fused AdamW for {device} (cpu and mps "
+            "have one from torch 2.4): pass fused=None to fall back, or upgrade torch"
+        )
+    if fused is not None:
+        return torch.optim.AdamW(groups, **settings, fused=fused)
+    if available:
+        try:
+            return torch.optim.AdamW(groups, **settings, fused=True)
+        except (RuntimeError, TypeError):  # a torch that checks its devices when built, and refuses
+            pass
+    return torch.optim.AdamW(groups, **settings)  # torch's default: foreach where it has it
 
 
 Callback = Callable[["TrainLoop", dict], None]
 
 # A job scheduler stops a run with SIGTERM, a closed terminal (or laptop lid, over ssh) sends
 # SIGHUP: both would kill the process and lose every step since the last checkpoint.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# Windows has no SIGHUP, so only the signals this platform has are caught.
+STOP_SIGNAL_NAMES = ("SIGTERM", "SIGHUP")
+
+
+def stop_signal_numbers() -> tuple[int, ...]:
+    """The stop signals this platform has (SIGTERM everywhere, SIGHUP not on Windows)."""
+    return tuple(getattr(signal, name) for name in STOP_SIGNAL_NAMES if hasattr(signal, name))
+
+
+STOP_SIGNALS = stop_signal_numbers()
 
 
 @contextmanager
 def stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
-    """Call ``handler(signum)`` on SIGTERM or SIGHUP inside the block; a second signal raises
+    """Call ``handler(signum)`` on SIGTERM or SIGHUP (where it exists: not on Windows) inside
+    the block, as ``stop_signal_numbers`` finds them when it starts; a second signal raises
     KeyboardInterrupt at once (a step that never ends should not need SIGKILL). The handlers
     there were come back after the block. Python lets only the main thread set handlers, so
     elsewhere (a worker thread) the block runs with the signals as they are."""
@@ -147,7 +174,7 @@ def stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
 
     previous = {}
     try:
-        for sig in STOP_SIGNALS:
+        for sig in stop_signal_numbers():
             previous[sig] = signal.signal(sig, on_signal)
         yield
     finally:
@@ -316,9 +343,7 @@ class TrainLoop:
         cfg = self.config
         bar = None
         if cfg.progress and self.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.max_iters, initial=self.step, desc=self.progress_desc, unit="step")
+            bar = progress_bar(cfg.max_iters, initial=self.step, desc=self.progress_desc)
         self.interrupted = False
         self.stop_signal = None
         was_training = self.model.training
@@ -364,7 +389,7 @@ class TrainLoop:
     def _stop_agreed(self) -> bool:
         # All processes stop after the same step, or one would wait forever for the others.
         if self.reduce(0.0 if self.stop_signal is None else 1.0) > 0:
-            self.stop_signal = self.stop_signal or STOP_SIGNALS[0]  # another process got it
+            self.stop_signal = self.stop_signal or signal.SIGTERM  # another process got it
         return self.stop_signal is not None
 
     def interrupt_note(self) -> str:

@@ -336,10 +336,11 @@ class GPT(NumParams, nn.Module):
                 f"the prompt {tuple(idx.shape)} holds no tokens: give at least one token to start "
                 "from (e.g. the id of a newline)"
             )
-        idx = idx.to(self.wte.weight.device)  # a CPU prompt works with a model on a GPU
+        # Checked where the prompt is (a CPU prompt needs no wait for a GPU), then moved: a CPU
+        # prompt works with a model on a GPU.
         if int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size:
             raise self._id_error(idx)
-        return idx.long(), one_row
+        return idx.to(self.wte.weight.device).long(), one_row
 
     def _sample(self, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
                 top_p: float | None, seed: int | None, use_cache: bool) -> torch.Tensor:

@@ -160,7 +160,7 @@ class Trainer(TrainLoop):
             losses = []
             for x, y in batches:
                 with self.autocast():
-                    losses.append(self.model(x, y)[1].item())
+                    losses.append(self.model(x.to(self.device), y.to(self.device))[1].item())  # any batch's device
         return self.reduce(sum(losses) / len(losses))
 
     def evaluate(self) -> dict:

@@ -2,6 +2,7 @@
 caller's random numbers or configs."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -205,3 +206,138 @@ def test_a_loop_in_another_thread_trains_without_signal_handlers():
     worker.start()
     worker.join(60)
     assert done and loop.step == 3 and not loop.interrupted
+
+
+# ----- fused AdamW where torch has none (torch before 2.4 on cpu and mps) -------------------------
+# What torch 2.2 and 2.3 list as the devices with fused optimizer kernels
+# (torch/utils/_foreach_utils.py): no cpu, no mps. torch 2.4 added both.
+OLD_TORCH_FUSED_DEVICES = ["cuda", "xpu", "privateuseone"]
+
+
+@pytest.fixture
+def torch_without_cpu_fused(monkeypatch):
+    """This torch, told the device list of torch 2.2: its own AdamW then refuses fused=True on
+    CPU, as torch 2.2 does, and lslm's capability check reads the same list."""
+    _pretend_old_torch(monkeypatch)
+
+
+def _pretend_old_torch(monkeypatch) -> None:
+    from importlib import import_module
+
+    listed = lambda: list(OLD_TORCH_FUSED_DEVICES)  # noqa: E731
+    # Both places that read the list: torch's own check, and the name AdamW's module bound.
+    for module in ("torch.utils._foreach_utils", "torch.optim.optimizer"):
+        monkeypatch.setattr(import_module(module), "_get_fused_kernels_supported_devices", listed)
+    # And the kernels themselves, which torch 2.2 has for CUDA only.
+    for name in ("_fused_adam_", "_fused_adamw_"):
+        kernel = getattr(torch, name)
+
+        def cuda_only(params, *args, _kernel=kernel, _name=name, **kwargs):
+            if params and params[0].device.type != "cuda":
+                raise NotImplementedError(f"Could not run 'aten::{_name}' with arguments from the "
+                                          f"'{params[0].device.type.upper()}' backend")
+            return _kernel(params, *args, **kwargs)
+
+        monkeypatch.setattr(torch, name, cuda_only)
+
+
+def _linear_loop(**kw) -> TrainLoop:
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(64, 3, generator=gen)
+    ys = xs @ torch.tensor([[1.0], [-2.0], [0.5]])
+    model = torch.nn.Linear(3, 1)
+    return TrainLoop(model, lambda net, b: (net(b[0]) - b[1]).pow(2).mean(), lambda: (xs, ys),
+                     quiet(max_iters=40, warmup_iters=2, lr=0.1, min_lr=0.01, weight_decay=0.0), **kw)
+
+
+def _uses_fused(loop: TrainLoop) -> bool:
+    return all(bool(group.get("fused")) for group in loop.optimizer.param_groups)
+
+
+def test_fused_adamw_is_taken_where_this_torch_has_it():
+    from lslm.devices import fused_adamw_available
+
+    assert fused_adamw_available("cuda")  # every torch since 2.0
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    assert fused_adamw_available("cpu") == ((major, minor) >= (2, 4))
+    assert _uses_fused(_linear_loop()) == fused_adamw_available("cpu")
+
+
+def test_training_falls_back_to_torchs_default_adamw_where_fused_is_missing(torch_without_cpu_fused):
+    from lslm.devices import fused_adamw_available
+
+    # The simulation bites: asked for fused on CPU, this torch now refuses, as 2.2 does.
+    param = torch.nn.Parameter(torch.ones(2))
+    param.grad = torch.ones(2)
+    with pytest.raises(RuntimeError, match="supported devices"):
+        torch.optim.AdamW([param], fused=True).step()
+    assert not fused_adamw_available("cpu") and fused_adamw_available("cuda:0")
+
+    loop = _linear_loop()
+    assert not _uses_fused(loop)
+    losses = loop.fit()["train_loss"]
+    assert len(losses) == 40 and losses[-1] < 0.1 * losses[0]
+    with pytest.raises(LslmError, match="no fused AdamW for cpu.*torch 2.4") as err:
+        _linear_loop(fused=True)
+    assert "\n" not in str(err.value)
+
+
+def test_a_torch_that_refuses_fused_when_the_optimizer_is_built_gets_the_default(monkeypatch):
+    # torch 2.2 checks the devices in AdamW's constructor; a list that says yes while the
+    # constructor says no (a private API drifting) must not stop training either.
+    built = []
+
+    class RefusingAdamW(torch.optim.AdamW):
+        def __init__(self, params, *args, fused=None, **kwargs):
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                                   f"supported devices: {OLD_TORCH_FUSED_DEVICES}.")
+            built.append(fused)
+            super().__init__(params, *args, fused=fused, **kwargs)
+
+    monkeypatch.setattr("lslm.loop.fused_adamw_available", lambda device: True)
+    monkeypatch.setattr(torch.optim, "AdamW", RefusingAdamW)
+    loop = _linear_loop()
+    assert built == [None] and not _uses_fused(loop)
+    assert loop.fit()["train_loss"][-1] < 0.1 * loop.history["train_loss"][0]
+
+
+def test_a_run_saved_with_fused_adamw_resumes_where_torch_has_none(char_data, tiny_config, tmp_path, monkeypatch):
+    from lslm.devices import fused_adamw_available
+
+    if not fused_adamw_available("cpu"):
+        pytest.skip("this torch has no fused AdamW on CPU to save a run with")
+    tok, data = char_data
+    trainer = Trainer(GPT(tiny_config(tok.vocab_size), seed=0), tok, data, quiet(max_iters=3, batch_size=2),
+                      out_dir=tmp_path / "run")
+    trainer.fit()
+    trainer.save()
+    assert _uses_fused(trainer)
+    _pretend_old_torch(monkeypatch)  # and resume it "on torch 2.2"
+    resumed = Trainer.resume(tmp_path / "run", data, max_iters=5)
+    assert not _uses_fused(resumed) and resumed.step == 3
+    resumed.fit()
+    assert resumed.step == 5 and all(math.isfinite(x) for x in resumed.history["train_loss"])
+
+
+# ----- platforms without SIGHUP (Windows) -----------------------------------------------------------
+def test_training_stops_on_sigterm_where_sighup_does_not_exist(monkeypatch, capsys):
+    import os
+    import signal
+
+    from lslm.loop import stop_signal_numbers
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP here to take away")
+    monkeypatch.delattr(signal, "SIGHUP")
+    assert stop_signal_numbers() == (signal.SIGTERM,)
+
+    def sigterm_at_2(loop, record):
+        if record["step"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop = TrainLoop(torch.nn.Linear(1, 1), lambda net, b: (net(b) - 1).pow(2).mean(), lambda: torch.ones(4, 1),
+                     quiet(max_iters=10), callbacks=[sigterm_at_2])
+    loop.fit()
+    assert loop.interrupted and loop.step == 2 and loop.stop_signal == signal.SIGTERM
+    assert "Interrupted at step 2 by SIGTERM" in capsys.readouterr().out
