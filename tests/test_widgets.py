@@ -467,3 +467,233 @@ def test_sampling_sees_a_model_trained_after_it_was_made(tok):
         fresh.lm_head.weight.mul_(5.0)  # any change of the weights
     w.redraw()
     assert not torch.allclose(w.probs(), before)
+
+
+# ----- answering at once: kept Figures, blitting, the PNG encoder ----------------------------
+
+
+def _pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_png_holds_the_canvas_pixels():
+    import numpy as np
+
+    w = ConfigExplorer()
+    fig = w._figures[w.figure_key()][0]
+    canvas = np.asarray(fig.canvas.buffer_rgba())[:, :, :3]
+    assert np.array_equal(_pixels(w.png), canvas)
+
+
+def test_kept_figure_is_reused_and_blitting_draws_what_a_full_render_draws(long_explorer):
+    import numpy as np
+
+    from lslm.widgets.base import figure_png
+
+    w = long_explorer
+    fig = w._figures["heatmap"][0]
+    for layer, query in ((1, 63), (0, 5), (1, 40)):  # bars shrink and grow: no stale pixels
+        w.layer.value, w.query.value = layer, query
+    assert w._figures["heatmap"][0] is fig and w.last_error is None
+    shown = _pixels(w.png)
+
+    fig, handles, _ = w._figures["heatmap"]
+    for artist in handles["dynamic"]:
+        artist.set_animated(False)
+    del w._figures["heatmap"]  # this Figure is spent: the widget must not blit on it again
+    full = _pixels(figure_png(fig))
+    assert shown.shape == full.shape
+    differ = np.any(shown != full, axis=-1).mean()
+    assert differ < 0.002, f"{differ:.2%} of the pixels differ from a full render"
+
+
+def test_a_failed_update_drops_the_kept_figure(long_explorer, monkeypatch):
+    w = long_explorer
+    w.view.value = "heatmap"
+    kept = w._figures["heatmap"][0]
+
+    def broken(fig, handles):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(w, "update", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        w.layer.value = 1 - w.layer.value
+    assert "heatmap" not in w._figures and "a bug in lslm" in w.message.value
+    monkeypatch.undo()
+    w.layer.value = 1 - w.layer.value
+    assert w.last_error is None and w._figures["heatmap"][0] is not kept
+
+
+# ----- legible attention: labels for long texts, thinned lines -------------------------------
+
+LONG = RHYME[:64]  # 64 tokens of the char tokenizer
+
+
+@pytest.fixture(scope="module")
+def long_model(tok):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32))
+
+
+@pytest.fixture
+def long_explorer(long_model, tok):
+    return AttentionExplorer(long_model, tok, LONG)
+
+
+def _labels(texts) -> list:
+    return [t for t in texts if t.get_visible() and t.get_text()]
+
+
+def test_long_text_heatmap_has_few_level_labels_and_the_text_in_chunks(long_explorer):
+    from lslm.widgets.attention_plots import MAX_LABELS
+    from lslm.widgets.base import visible
+
+    w = long_explorer
+    assert len(w.ids) == 64
+    heat, bars = w._figures["heatmap"][0].axes[:2]
+    for axis_labels in (heat.get_xticklabels(), heat.get_yticklabels(), bars.get_xticklabels()):
+        shown = _labels(axis_labels)
+        assert 4 <= len(shown) <= MAX_LABELS
+        assert all(t.get_rotation() == 0 and t.get_fontsize() >= 8 for t in shown)
+        assert all(t.get_text().isdigit() for t in shown)  # positions
+    # The text itself, level, in chunks: read in order they give back the whole text.
+    under = sorted((t for t in heat.texts if t.get_verticalalignment() == "top"),
+                   key=lambda t: t.get_position()[0])
+    beside = sorted((t for t in heat.texts if t.get_horizontalalignment() == "right"
+                     and t.get_bbox_patch() is None), key=lambda t: t.get_position()[1])
+    for chunks in (under, beside):
+        assert len(chunks) <= MAX_LABELS and all(t.get_rotation() == 0 for t in chunks)
+        assert "".join(t.get_text() for t in chunks) == visible(LONG)
+
+
+def test_short_text_heatmap_labels_every_token(attention):
+    from lslm.widgets.base import plot_label
+
+    heat = attention._figures["heatmap"][0].axes[0]
+    pieces = [plot_label(p, 10) for p in attention.pieces]
+    assert [t.get_text() for t in heat.get_xticklabels()] == pieces
+    assert [t.get_text() for t in heat.get_yticklabels()] == pieces
+    # single characters: written level, not sideways
+    assert all(t.get_rotation() == 0 for t in heat.get_xticklabels())
+
+
+def test_strongest_links_keep_each_rows_heaviest_keys():
+    import numpy as np
+
+    from lslm.widgets.attention_plots import strongest_links
+
+    t = 64
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(t, t)) * 3
+    scores[np.triu_indices(t, 1)] = -np.inf
+    w = np.exp(scores - scores.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    qi, kj = strongest_links(w, 0.5, 3)
+    assert len(qi) <= 3 * t < t * (t + 1) // 2
+    assert np.all(kj <= qi) and np.all(w[qi, kj] > 0)  # never the masked future
+    strongest = np.unravel_index(np.argmax(w), w.shape)
+    assert strongest in set(zip(qi.tolist(), kj.tolist()))
+    for row in range(t):
+        kept = np.sort(w[row, kj[qi == row]])[::-1]
+        top = np.sort(w[row])[::-1][: len(kept)]
+        np.testing.assert_allclose(kept, top)  # the heaviest ones, none skipped
+        assert len(kept) == 3 or kept.sum() >= 0.5 * w[row].sum() - 1e-9
+        assert kept[:-1].sum() < 0.5 * w[row].sum() + 1e-9  # no more than needed
+    only = strongest_links(w, 1.0, 64, rows=[10])
+    assert set(only[0].tolist()) == {10} and len(only[1]) == 11  # all of row 10's keys
+    with pytest.raises(LslmError, match="share"):
+        strongest_links(w, 0.0, 3)
+
+
+def test_lines_view_draws_only_the_strongest_links(long_explorer):
+    import numpy as np
+
+    w = long_explorer
+    w.layer.value, w.query.value = 1, 40
+    w.view.value = "lines"
+    t = len(w.ids)
+    handles = w._figures["lines"][1]
+    grey = [(int(s[0][1]), int(s[1][1])) for s in handles["grey"].get_segments()]
+    red = [(int(s[0][1]), int(s[1][1])) for s in handles["red"].get_segments()]
+    assert 0 < len(grey) < t * (t + 1) // 2 / 4  # far fewer than every causal link
+    weights = w.weights(1, 0).numpy()
+    others = weights.copy()
+    others[40] = 0  # the query's own links are the red ones
+    strongest = np.unravel_index(np.argmax(others), others.shape)
+    assert tuple(int(i) for i in strongest) in grey
+    assert all(q == 40 for q, _ in red) and (40, int(weights[40].argmax())) in red
+    assert len(red) < 41
+    widths = handles["grey"].get_linewidths()
+    heavy = [weights[q, k] for q, k in grey]
+    assert widths[int(np.argmax(heavy))] == max(widths)  # width grows with the weight
+
+
+# ----- fonts: no matplotlib font warnings with a CJK fallback font -----------------------------
+
+CJK = "注意力就是你所需要的。大规模语言模型"
+
+
+@pytest.fixture
+def fresh_font_lookups(monkeypatch):
+    """Font lookups as in a new kernel: matplotlib's cache and lslm's fallback names cleared."""
+    from matplotlib import font_manager
+
+    from lslm.widgets import base
+
+    manager = font_manager.fontManager
+    monkeypatch.setattr(manager, "ttflist",
+                        [f for f in manager.ttflist if not f.name.endswith(" (lslm regular)")])
+    for cached in (manager._findfont_cached, base._families, base._codepoints):
+        cached.cache_clear()
+    yield
+    monkeypatch.undo()
+    for cached in (manager._findfont_cached, base._families, base._codepoints):
+        cached.cache_clear()
+
+
+def test_no_font_warnings_when_drawing_cjk_text(fresh_font_lookups, caplog):
+    """With a CJK font whose only face is not "normal" weight (WenQuanYi Zen Hei: 500), every
+    lookup used to log "findfont: Failed to find font weight ...", in every notebook."""
+    import logging
+
+    from matplotlib.figure import Figure
+
+    from lslm.tasks.sentiment import draw_words
+    from lslm.widgets.base import font_families
+
+    caplog.set_level(logging.WARNING, logger="matplotlib.font_manager")
+    if len(font_families()) == 1:
+        pytest.skip("no CJK font installed (e.g. apt-get install fonts-wqy-zenhei)")
+    text = "Twinkle, little star. " + CJK
+    cjk_tok = train_tokenizer("char", RHYME + CJK)
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=cjk_tok.vocab_size, block_size=64, n_layer=1, n_head=2,
+                      n_embd=16))
+    for shown in (text, text[-12:]):  # thinned labels and full ones
+        w = AttentionExplorer(m, cjk_tok, shown)
+        for control, value in (("view", "lines"), ("query", 3), ("head", "mean"),
+                               ("view", "heatmap"), ("layer", 0)):
+            getattr(w, control).value = value
+        assert w.last_error is None
+    s = SamplingPlayground(m, cjk_tok, CJK + "\n" + CJK, max_new_tokens=5)
+    s.temperature.value = 0.5
+    TokenExplorer({"chars": cjk_tok}, text=text)
+    ConfigExplorer().n_layer.value = 6
+    from lslm.widgets import ComputeEstimator
+
+    ComputeEstimator().preset.value = "GPT-2 124M"
+    TrainingDashboard().update_from_history({
+        "step": [1, 2], "train_loss": [4.0, 3.9], "lr": [1e-4, 2e-4],
+        "tokens_per_sec": [900.0, 1000.0], "eval_step": [2], "val_loss": [4.1],
+        "eval_train_loss": [3.9]})
+    fig = Figure()
+    draw_words(fig.add_subplot(), [("not", 0.9), ("bad", 0.4)], "a sentiment helper")
+    fig.canvas.draw()
+    warned = [r.getMessage() for r in caplog.records if r.name == "matplotlib.font_manager"
+              and r.levelno >= logging.WARNING]
+    assert not warned, warned[:3]

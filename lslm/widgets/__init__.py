@@ -3,7 +3,7 @@
     from lslm.widgets import TokenExplorer
     TokenExplorer()          # the last line of a cell shows it
 
-Every widget draws a fresh matplotlib Figure to PNG bytes under its own lock, never
+Every widget draws its own matplotlib Figure to PNG bytes under its own lock, never
 through pyplot or an Output widget: JupyterLab 4.6 runs widget callbacks on several
 kernel threads at once, and captured inline plots would race. See ``base.PlotWidget``.
 """

@@ -7,20 +7,19 @@ from typing import Any, Callable
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from lslm.checkpoint import check_vocab
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.model import GPT
 from lslm.tokenizers import Tokenizer
 from lslm.utils import evaluating
 
-from .base import PlotWidget, plot_label, text_kw, visible
+from .attention_plots import AttentionPlots
+from .base import PlotWidget, visible
 
 MEAN = "mean"
-HIGHLIGHT = "#d62728"
 
 
 def previous_token_score(weights: torch.Tensor) -> float:
@@ -41,9 +40,16 @@ def previous_token_score(weights: torch.Tensor) -> float:
 class AttentionExplorer(PlotWidget):
     """Attention weights of a GPT on one text, as a heatmap or as lines from queries to keys.
 
-    The model runs once (eval mode, no gradients); the weights are kept, so moving a
-    control only redraws. Texts longer than the model's block_size are cut to its
-    first block_size tokens.
+    The model runs once (eval mode, no gradients); the weights of every layer and head
+    are kept, and so is each view's Figure: moving a control only changes what is drawn
+    (see ``PlotWidget``). Texts longer than the model's block_size are cut to its first
+    block_size tokens.
+
+    Up to 24 tokens, every token is labelled; longer texts get every k-th position (at
+    most 16 labels, written level) and the text itself beside the axes, in chunks. The
+    heatmap's colours run from 0 to the largest weight of the chosen head. The lines view
+    draws, for each query, only its strongest links (half its weight, at most 3), and the
+    chosen query's up to 90% of its weight.
     """
 
     widget_name = "attention-explorer"
@@ -73,6 +79,7 @@ class AttentionExplorer(PlotWidget):
         self.n_layer = len(self._attention)
         self.n_head = self._attention[0].size(0)
         t = len(ids)
+        self._plots = AttentionPlots(self.pieces)
 
         self._add_control(
             "layer", widgets.Dropdown(options=[(str(i), i) for i in range(self.n_layer)], value=0)
@@ -143,92 +150,19 @@ class AttentionExplorer(PlotWidget):
             return (5.5, float(np.clip(0.17 * t + 1.4, 3.0, 12.0)))
         return (7.5, 8.0)
 
-    def draw(self, fig: Figure) -> None:
-        if self.frame["view"] == "lines":
-            self._draw_lines(fig)
-        else:
-            self._draw_heatmap(fig)
+    def figure_key(self) -> str:
+        # One kept Figure per view: moving layer, head or query only changes its data.
+        return self.frame["view"]
+
+    def draw(self, fig: Figure) -> dict[str, Any]:
+        return self._plots.draw(fig, self.frame, self._head_label())
+
+    def update(self, fig: Figure, handles: dict[str, Any]) -> None:
+        self._plots.update(handles, self.frame, self._head_label())
 
     def _head_label(self) -> str:
         head = self.frame["head"]
         return f"mean of {self.n_head} heads" if head == MEAN else f"head {head}"
-
-    def _draw_heatmap(self, fig: Figure) -> None:
-        f = self.frame
-        w, q, t = f["w"], f["query"], len(self.ids)
-        labels = [plot_label(p, 10) for p in self.pieces]
-        size = float(np.clip(12 - t / 8, 6, 11))
-        ax, bar_ax = fig.subplots(2, 1, height_ratios=[3, 1.1])
-
-        # Future keys are masked out by the causal mask: grey, not "weight 0" blue.
-        future = np.triu(np.ones((t, t), dtype=bool), k=1)
-        shown = np.ma.masked_where(future, w)
-        from matplotlib import colormaps
-
-        cmap = colormaps["Blues"].with_extremes(bad="#e6e6e6")
-        im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=max(float(w.max()), 1e-6),
-                       interpolation="nearest", aspect="auto")
-        ax.add_patch(Rectangle((-0.5, q - 0.5), t, 1, fill=False, edgecolor=HIGHLIGHT, lw=2))
-        ax.set_xticks(range(t), labels, rotation=90, fontsize=size, **text_kw())
-        ax.set_yticks(range(t), labels, fontsize=size, **text_kw())
-        ax.get_yticklabels()[q].set_color(HIGHLIGHT)
-        ax.set_xlabel("key: the token looked at")
-        ax.set_ylabel("query: the token looking")
-        ax.set_title(
-            f"layer {f['layer']}, {self._head_label()}: each row sums to 1 (grey: future, masked)",
-            fontsize=10,
-        )
-        fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
-
-        row = w[q]
-        colours = [HIGHLIGHT if j <= q else "#cccccc" for j in range(t)]
-        bar_ax.bar(range(t), row, color=colours)
-        bar_ax.set_xlim(-0.5, t - 0.5)
-        bar_ax.set_ylim(0, max(float(row.max()) * 1.15, 0.05))
-        bar_ax.set_xticks(range(t), labels, rotation=90, fontsize=size, **text_kw())
-        bar_ax.set_ylabel("weight")
-        bar_ax.set_title(
-            f"query {q} “{plot_label(self.pieces[q])}”: where its attention goes",
-            fontsize=10, **text_kw(),
-        )
-
-    def _draw_lines(self, fig: Figure) -> None:
-        f = self.frame
-        w, q, t = f["w"], f["query"], len(self.ids)
-        ax = fig.add_subplot()
-        size = float(np.clip(11 - t / 8, 6, 10))
-        for i, piece in enumerate(self.pieces):
-            colour = HIGHLIGHT if i == q else "black"
-            weight = "bold" if i == q else "normal"
-            ax.text(-0.02, i, plot_label(piece), ha="right", va="center", fontsize=size,
-                    color=colour, fontweight=weight, **text_kw())
-            ax.text(1.02, i, plot_label(piece), ha="left", va="center", fontsize=size,
-                    **text_kw())
-        # Every query -> key line in grey, the chosen query's lines on top in colour;
-        # width and opacity both grow with the weight.
-        qi, kj = np.tril_indices(t)
-        weight = w[qi, kj]
-        keep = (weight > 0.01) & (qi != q)
-        segments = [((0.0, i), (1.0, j)) for i, j in zip(qi[keep], kj[keep])]
-        rgba = np.zeros((len(segments), 4))
-        rgba[:, :3] = 0.45
-        rgba[:, 3] = 0.08 + 0.5 * weight[keep]
-        ax.add_collection(LineCollection(segments, colors=rgba, linewidths=0.3 + 3 * weight[keep]))
-        row = w[q, : q + 1]
-        mine = [((0.0, q), (1.0, j)) for j in range(q + 1)]
-        colours = np.tile(np.array([0.84, 0.15, 0.16, 0.0]), (q + 1, 1))
-        colours[:, 3] = 0.25 + 0.75 * row / max(float(row.max()), 1e-6)
-        ax.add_collection(LineCollection(mine, colors=colours, linewidths=0.5 + 7 * row))
-        ax.set_xlim(-0.45, 1.45)
-        ax.set_ylim(t - 0.5, -1.8)
-        ax.text(-0.02, -1.0, "queries", ha="right", va="bottom", fontsize=9, color="#555")
-        ax.text(1.02, -1.0, "keys", ha="left", va="bottom", fontsize=9, color="#555")
-        ax.axis("off")
-        ax.set_title(
-            f"layer {f['layer']}, {self._head_label()}\nline width = attention weight, "
-            f"query {q} in red",
-            fontsize=10,
-        )
 
     def draw_html(self) -> str:
         f = self.frame
@@ -250,7 +184,7 @@ class AttentionExplorer(PlotWidget):
 
 def _run_attention(model: GPT, ids: list[int]) -> list[torch.Tensor]:
     """Attention weights of ``model`` on ``ids``: one (heads, T, T) CPU tensor per layer."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     # Eval mode (no dropout): the weights a learner sees are the model's real ones.
     with evaluating(model), torch.no_grad():
         _, attention = model.features(torch.tensor([ids], device=device), return_attention=True)

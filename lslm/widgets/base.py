@@ -3,9 +3,11 @@
 Why PNG bytes in an ``ipywidgets.Image`` and not ``Output`` + pyplot: JupyterLab 4.6
 handles widget messages on kernel subshells (``commsOverSubshells``), so two callbacks
 can run at once on different threads. Output capture of inline plots then races (plots
-land under the wrong widget, or vanish). Here every redraw builds its own
+land under the wrong widget, or vanish). Here each widget draws on its own
 ``matplotlib.figure.Figure`` on the Agg canvas, renders it to bytes and assigns them to
-the Image, all under a lock the widget holds. No pyplot, no shared figure state.
+the Image, all under a lock the widget holds. No pyplot, no shared figure state. To
+answer a control at once, a widget may keep its Figure and change only what moved
+(``PlotWidget.figure_key`` and ``update``).
 
 A widget is displayed with ``IPython.display.display(widget)`` (or by ending a cell
 with it). Its ``_repr_mimebundle_`` holds the live widget view and, for front ends with
@@ -15,14 +17,18 @@ no kernel (a notebook saved as HTML, a code host), the latest picture as ``image
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import html
-import io
 import re
+import struct
 import threading
+import zlib
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import ipywidgets as widgets
+import numpy as np
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -62,19 +68,60 @@ def visible(piece: str) -> str:
     return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m[0]):02x}", piece)
 
 
-@functools.lru_cache(maxsize=1)
+_REGULAR = 400  # the weight matplotlib asks every family of a fallback list for, for normal text
+_ALIAS = "{} (lslm regular)"
+
+
 def font_families() -> tuple[str, ...]:
-    """DejaVu Sans first, then any installed font that can draw CJK text."""
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return ("DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed))
+    """DejaVu Sans first, then any installed font that can draw CJK text (under a name with a
+    regular face: see ``_regular_name``)."""
+    return _families(font_manager.fontManager)
 
 
-@functools.lru_cache(maxsize=1)
-def _drawable_codepoints() -> frozenset[int]:
+def _weight(face: font_manager.FontEntry) -> float:
+    weight = face.weight
+    if isinstance(weight, (int, float)):
+        return float(weight)
+    return float(font_manager.weight_dict.get(str(weight), _REGULAR))
+
+
+@functools.lru_cache(maxsize=2)
+def _families(manager: font_manager.FontManager) -> tuple[str, ...]:
+    found = ["DejaVu Sans"]
+    for family in _FALLBACK_FONTS:
+        if (name := _regular_name(manager, family)) is not None:
+            found.append(name)
+    return tuple(found)
+
+
+def _regular_name(manager: font_manager.FontManager, family: str) -> str | None:
+    """A name under which ``family`` has a regular (400) face in ``manager``; None if not installed.
+
+    Matplotlib asks every family of a fallback list for the same weight and logs "findfont:
+    Failed to find font weight normal for WenQuanYi Zen Hei, now using 500" when one has no
+    face of that weight (WenQuanYi Zen Hei's only face says 500). Such a family gets an
+    alias: its own font file, registered as weight 400 under a private name. The glyphs
+    drawn are the same; only the lookup stops complaining.
+    """
+    faces = [f for f in manager.ttflist if f.name == family]
+    if not faces:
+        return None
+    upright = [f for f in faces if f.style == "normal"] or faces
+    if any(_weight(f) == _REGULAR for f in upright):
+        return family
+    alias = _ALIAS.format(family)
+    if not any(f.name == alias for f in manager.ttflist):
+        face = min(upright, key=lambda f: abs(_weight(f) - _REGULAR))
+        manager.ttflist.append(dataclasses.replace(face, name=alias, weight=_REGULAR))
+    return alias
+
+
+@functools.lru_cache(maxsize=2)
+def _codepoints(families: tuple[str, ...]) -> frozenset[int]:
     from matplotlib.ft2font import FT2Font
 
     points: set[int] = set()
-    for family in font_families():
+    for family in families:
         try:
             path = font_manager.findfont(
                 font_manager.FontProperties(family=family), fallback_to_default=False
@@ -83,6 +130,10 @@ def _drawable_codepoints() -> frozenset[int]:
         except (ValueError, OSError, RuntimeError):  # a broken font file: just skip it
             continue
     return frozenset(points)
+
+
+def _drawable_codepoints() -> frozenset[int]:
+    return _codepoints(font_families())
 
 
 def plot_label(piece: str, max_len: int = 14) -> str:
@@ -102,6 +153,8 @@ def text_kw() -> dict[str, Any]:
     """Matplotlib text properties for user text (token pieces, prompts).
 
     Font fallback for CJK, and no mathtext, so a "$" in a token cannot break the drawing.
+    Normal weight only: a fallback font may have no bold face (matplotlib then logs a
+    warning), so emphasise user text with colour, not ``fontweight``.
     """
     return {"fontfamily": list(font_families()), "parse_math": False}
 
@@ -118,13 +171,95 @@ def note_html(message: str) -> str:
     return f'<div class="lslm-note" style="color:#555">ℹ {text}</div>'
 
 
-def figure_png(fig: Figure, dpi: float) -> bytes:
-    """Render a Figure (on its own Agg canvas) to PNG bytes."""
-    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+def figure_png(fig: Figure, dpi: float | None = None) -> bytes:
+    """Render a Figure on its Agg canvas to PNG bytes.
+
+    One draw (``savefig`` draws twice when the figure has a layout engine), then a quick
+    PNG encoding of the pixels (``_encode``).
+    """
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    if dpi is not None and fig.dpi != dpi:
+        fig.set_dpi(dpi)
+    canvas.draw()
+    return _encode(canvas)
+
+
+def _encode(canvas: FigureCanvasAgg) -> bytes:
+    """The canvas's pixels as PNG: RGB (the figures are opaque), no row filters, zlib level 3.
+
+    Written by hand because PIL's encoder spends most of its time choosing row filters,
+    which gain nothing on flat-coloured plots: this takes about half as long, for files
+    of about the same size.
+    """
+    rgba = np.asarray(canvas.buffer_rgba())
+    height, width = rgba.shape[:2]
+    rows = np.empty((height, 1 + 3 * width), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type 0 (none) before each row
+    rows[:, 1:].reshape(height, width, 3)[:] = rgba[:, :, :3]
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        _png_chunk(kind, data)
+        for kind, data in ((b"IHDR", header), (b"IDAT", zlib.compress(rows.tobytes(), 3)),
+                           (b"IEND", b""))
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _freeze_layout(fig: Figure) -> None:
+    """Keep the margins and axis-label places of a Figure's first render for the next ones.
+
+    Placing them again costs more than drawing: the layout engine, and each axis label
+    measuring every tick label of its axis and of the axes beside it.
+    """
+    fig.set_layout_engine("none")
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            label = axis.label
+            axis.set_label_coords(*label.get_position(), transform=label.get_transform())
+
+
+def _render_figure(widget: PlotWidget) -> bytes:
+    """``widget.frame`` as PNG: on its kept Figure if it has one for this frame, else a new one."""
+    key = widget.figure_key()
+    # Taken out while it changes, and put back only once it rendered: a failed update
+    # leaves no half-changed Figure behind (the next redraw starts afresh).
+    kept = widget._figures.pop(key, None) if key is not None else None
+    if kept is not None:
+        fig, handles, background = kept
+        widget.update(fig, handles)
+        if background is None:
+            png = figure_png(fig, widget.dpi)
+        else:
+            fig.canvas.restore_region(background)
+            png = _draw_dynamic(fig, handles["dynamic"])
+    else:
+        fig = Figure(figsize=widget.figure_size(), dpi=widget.dpi, layout=widget.layout)
         FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+        handles = widget.draw(fig)
+        dynamic = handles.get("dynamic") if isinstance(handles, dict) else None
+        if dynamic is None:
+            png, background = figure_png(fig, widget.dpi), None
+        else:
+            for artist in dynamic:
+                artist.set_animated(True)  # left out of the kept background
+            fig.canvas.draw()
+            background = fig.canvas.copy_from_bbox(fig.bbox)
+            png = _draw_dynamic(fig, dynamic)
+        if key is not None and handles is not None:
+            _freeze_layout(fig)
+    if key is not None and handles is not None:
+        widget._figures[key] = (fig, handles, background)
+    return png
+
+
+def _draw_dynamic(fig: Figure, artists: list[Any]) -> bytes:
+    """Draw ``artists`` over what the canvas holds, and encode it."""
+    for artist in artists:
+        fig.draw_artist(artist)
+    return _encode(fig.canvas)
 
 
 class PlotWidget:
@@ -137,6 +272,13 @@ class PlotWidget:
       settings. Its result becomes ``self.frame`` only if the whole redraw succeeds, so
       ``frame`` always describes the picture on screen.
     * ``draw(fig)``: draw ``self.frame`` on a fresh Figure (widgets with a picture).
+    * ``figure_key()`` and ``update(fig, handles)``: to answer at once, a widget can keep
+      its Figure: ``draw`` returns handles to its artists, and later frames with the same
+      ``figure_key()`` only change those artists' data (``update``) before rendering again.
+      The layout (margins) found at the first render is kept too. If the handles are a
+      dict with a ``"dynamic"`` list (the only artists ``update`` changes, in drawing
+      order), the rest of the picture is rendered once and kept as pixels, and each
+      update draws just those artists over it (blitting).
     * ``draw_html()``: the HTML for ``self.output`` (``None`` leaves it as it is).
 
     Attributes: ``box`` (the whole UI), ``image`` (``None`` for HTML-only widgets),
@@ -163,6 +305,8 @@ class PlotWidget:
         self.controls: dict[str, widgets.Widget] = {}
         self._notes: list[str] = []
         self._fixed_notes: list[str] = []  # notes shown after every redraw (e.g. "text cropped")
+        # Kept Figures by figure_key(): (figure, draw()'s handles, background pixels or None)
+        self._figures: dict[Hashable, tuple[Figure, Any, Any]] = {}
 
         self.message = widgets.HTML(value="")
         self.message.add_class("lslm-message")
@@ -216,8 +360,22 @@ class PlotWidget:
         """Read the controls and compute what to show; raise ``LslmError`` for bad settings."""
         return None
 
-    def draw(self, fig: Figure) -> None:
-        """Draw ``self.frame`` on ``fig`` (a fresh Figure each time)."""
+    def draw(self, fig: Figure) -> Any:
+        """Draw ``self.frame`` on ``fig``, a fresh Figure.
+
+        Return ``None``, or handles (say a dict of artists) to keep ``fig`` for the later
+        frames with the same ``figure_key()``: those are drawn by ``update(fig, handles)``.
+        A ``"dynamic"`` entry (a list of artists) turns on blitting: see the class notes.
+        """
+        return None
+
+    def figure_key(self) -> Hashable | None:
+        """Which kept Figure can show ``self.frame`` (``None``: draw a fresh one)."""
+        return None
+
+    def update(self, fig: Figure, handles: Any) -> None:
+        """Show ``self.frame`` on a kept Figure by changing the artists in ``handles``."""
+        raise NotImplementedError
 
     def draw_html(self) -> str | None:
         """HTML for ``self.output`` from ``self.frame``; ``None`` keeps the current one."""
@@ -289,10 +447,7 @@ class PlotWidget:
 
     def _render(self) -> bytes:
         with _MPL_LOCK:
-            fig = Figure(figsize=self.figure_size(), dpi=self.dpi, layout=self.layout)
-            FigureCanvasAgg(fig)
-            self.draw(fig)
-            return figure_png(fig, self.dpi)
+            return _render_figure(self)
 
     # ----- display ---------------------------------------------------------------------
     def display(self) -> None:

@@ -110,7 +110,32 @@ class ComputeEstimator(PlotWidget):
         """The ``Estimate`` on screen now."""
         return self.frame["estimate"]
 
-    def draw(self, fig: Figure) -> None:
+    def figure_key(self) -> str:
+        return "memory"  # one kept Figure: every frame has the same five bars
+
+    def draw(self, fig: Figure) -> dict[str, Any]:
+        names = ["total", "activations", "optimizer", "gradients", "weights"]  # weights on top
+        ax = fig.add_subplot()
+        bars = list(ax.barh(names, [1.0] * len(names), left=1.0,
+                            color=[MEMORY_COLOURS[k] for k in names]))
+        ax.set_xscale("log")
+        capacity_line = ax.axvline(1.0, color="black", ls="--", lw=1)
+        capacity_text = ax.text(1.0, len(names) - 0.45, " ", fontsize=8, va="bottom")
+        labels = [ax.text(1.0, y, " ", va="center", fontsize=8) for y in range(len(names))]
+        ax.set_ylim(-0.6, len(names) - 0.1)
+        ax.set_xlabel("GB per device (log scale)")
+        title = ax.set_title(" ", fontsize=10)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        handles = {"ax": ax, "names": names, "bars": bars, "labels": labels, "title": title,
+                   "capacity_line": capacity_line, "capacity_text": capacity_text,
+                   # what update changes (the rest is kept as pixels), in drawing order
+                   "dynamic": [*bars, capacity_line, capacity_text, *labels, ax.xaxis, title,
+                               ax.spines["left"], ax.spines["bottom"]]}
+        self.update(fig, handles)
+        return handles
+
+    def update(self, fig: Figure, handles: dict[str, Any]) -> None:
         est: Estimate = self.frame["estimate"]
         n = est.n_devices
         parts = {
@@ -120,28 +145,26 @@ class ComputeEstimator(PlotWidget):
             "activations": est.memory["activations"],
         }
         parts["total"] = sum(parts.values())
-        ax = fig.add_subplot()
-        names = list(parts)[::-1]  # weights at the top, the total at the bottom
-        values = [parts[k] / GB for k in names]
+        values = [parts[k] / GB for k in handles["names"]]
         capacity = est.accelerator.memory_gb
         # A log scale: a classroom model's megabytes and GPT-3's terabytes on one axis.
         low = 10 ** math.floor(math.log10(max(min(values + [capacity]), 1e-9)) - 0.5)
-        ax.barh(names, [v - low for v in values], left=low,
-                color=[MEMORY_COLOURS.get(k, "#999999") for k in names])
-        ax.set_xscale("log")
-        ax.axvline(capacity, color="black", ls="--", lw=1)
-        ax.text(capacity, len(names) - 0.45, f" one {est.accelerator.name}: {capacity:g} GB",
-                fontsize=8, va="bottom")
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:,.3g} GB", va="center", fontsize=8)
-        ax.set_xlim(low, max(max(values), capacity) * 20)
-        ax.set_ylim(-0.6, len(names) - 0.1)
-        ax.set_xlabel("GB per device (log scale)")
+        for bar, label, v in zip(handles["bars"], handles["labels"], values):
+            bar.set_x(low)
+            bar.set_width(v - low)
+            label.set_x(v)
+            label.set_text(f" {v:,.3g} GB")
+        high = max(max(values), capacity) * 20
+        handles["ax"].set_xlim(low, high)
+        handles["capacity_line"].set_xdata([capacity, capacity])
+        # On the side of the line with more room: the margins are fixed after the first frame.
+        left_half = math.log(capacity / low) < 0.5 * math.log(high / low)
+        handles["capacity_text"].set_x(capacity)
+        handles["capacity_text"].set_horizontalalignment("left" if left_half else "right")
+        handles["capacity_text"].set_text(f" one {est.accelerator.name}: {capacity:g} GB ")
         verdict = "fits" if est.fits else "does not fit"
-        ax.set_title(f"Per device: {est.per_device / GB:,.3g} GB, {verdict} "
-                     f"(model states sharded over {n:,})", fontsize=10)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        handles["title"].set_text(f"Per device: {est.per_device / GB:,.3g} GB, {verdict} "
+                                  f"(model states sharded over {n:,})")
 
     def draw_html(self) -> str:
         est: Estimate = self.frame["estimate"]

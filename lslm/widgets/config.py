@@ -79,28 +79,41 @@ class ConfigExplorer(PlotWidget):
                 raise LslmError(self.last_error or "the settings are not a valid GPTConfig")
             return dataclasses.replace(self.frame["config"])
 
-    def draw(self, fig: Figure) -> None:
-        parts: dict[str, int] = self.frame["parts"]
-        total = sum(parts.values())
+    def figure_key(self) -> tuple[str, ...]:
+        return tuple(self.frame["parts"])  # the same parts every time: one kept Figure
+
+    def draw(self, fig: Figure) -> dict[str, Any]:
+        names = list(self.frame["parts"])[::-1]  # token embedding at the top
         ax = fig.add_subplot()
-        names = list(parts)[::-1]  # token embedding at the top
-        values = [parts[n] for n in names]
-        ax.barh(names, values, color=PART_COLOURS[: len(names)][::-1])
-        for y, v in enumerate(values):
-            share = "" if not total else f" ({v / total:.0%})" if v >= 0.01 * total else " (<1%)"
-            label = "0: shares the token embedding" if v == 0 else f"{v:,}{share}"
-            ax.text(v, y, "  " + label, va="center", fontsize=9)
-        ax.set_xlim(0, max(values) * 1.45 or 1)
+        bars = list(ax.barh(names, [1] * len(names), color=PART_COLOURS[: len(names)][::-1]))
+        labels = [ax.text(0, y, " ", va="center", fontsize=9) for y in range(len(names))]
         ax.xaxis.set_major_formatter(lambda x, _: human(x))
         ax.set_xlabel("parameters")
-        c = self.frame["config"]
-        ax.set_title(
-            f"{total:,} parameters ({human(total)}): {c.n_layer} layers × {c.n_head} heads, "
-            f"n_embd {c.n_embd}",
-            fontsize=10,
-        )
+        title = ax.set_title(" ", fontsize=10)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
+        handles = {"ax": ax, "names": names, "bars": bars, "labels": labels, "title": title,
+                   # what update changes (the rest is kept as pixels), in drawing order
+                   "dynamic": [*bars, *labels, ax.xaxis, title, ax.spines["left"],
+                               ax.spines["bottom"]]}
+        self.update(fig, handles)
+        return handles
+
+    def update(self, fig: Figure, handles: dict[str, Any]) -> None:
+        parts: dict[str, int] = self.frame["parts"]
+        total = sum(parts.values())
+        values = [parts[n] for n in handles["names"]]
+        for bar, label, v in zip(handles["bars"], handles["labels"], values):
+            bar.set_width(v)
+            share = "" if not total else f" ({v / total:.0%})" if v >= 0.01 * total else " (<1%)"
+            label.set_x(v)
+            label.set_text("  " + ("0: shares the token embedding" if v == 0 else f"{v:,}{share}"))
+        handles["ax"].set_xlim(0, max(values) * 1.45 or 1)
+        c = self.frame["config"]
+        handles["title"].set_text(
+            f"{total:,} parameters ({human(total)}): {c.n_layer} layers × {c.n_head} heads, "
+            f"n_embd {c.n_embd}"
+        )
 
     def draw_html(self) -> str:
         c: GPTConfig = self.frame["config"]

@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lslm.checkpoint import check_vocab
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.model import GPT, next_token_probs
 from lslm.tokenizers import Tokenizer
@@ -39,6 +40,7 @@ class SamplingPlayground(PlotWidget):
     widget_name = "sampling-playground"
     has_output = True
     figsize = (8.0, 3.6)
+    layout = None  # margins set by hand in draw
 
     def __init__(
         self, model: GPT, tokenizer: Tokenizer, prompt: str = "The ", max_new_tokens: int = 200
@@ -53,6 +55,8 @@ class SamplingPlayground(PlotWidget):
         self.tokenizer = tokenizer
         vocab = tokenizer.vocab_size
         self.generation_count = 0
+        self._longest_label = max(len(plot_label(tokenizer.id_to_piece(i), 8))
+                                  for i in range(vocab))
         self.last_text: str | None = None
 
         self._add_control("prompt", widgets.Text(value=prompt, layout=widgets.Layout(width="60%")))
@@ -121,7 +125,7 @@ class SamplingPlayground(PlotWidget):
 
     def _last_logits(self, context: list[int]) -> torch.Tensor:
         # Run the model every time (no cache): it may have been trained since the last call.
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         with evaluating(self.model), torch.no_grad():
             logits = self.model(torch.tensor([context], device=device))[0][0, -1]
         return logits.float().cpu()
@@ -159,42 +163,16 @@ class SamplingPlayground(PlotWidget):
         )
 
     # ----- drawing ---------------------------------------------------------------------
-    def draw(self, fig: Figure) -> None:
-        f = self.frame
-        order = f["order"].tolist()
-        before, after = f["before"].numpy(), f["after"].numpy()
-        kept = [after[i] > 0 for i in order]
-        x = np.arange(len(order))
-        ax = fig.add_subplot()
-        heights = [after[i] if k else before[i] for i, k in zip(order, kept)]
-        ax.bar(x, heights, color=[KEPT if k else CUT for k in kept],
-               hatch=None, edgecolor=[KEPT if k else "#888" for k in kept], linewidth=0.8)
-        for xi, (i, k) in enumerate(zip(order, kept)):
-            if not k:
-                ax.bar(xi, before[i], color="none", edgecolor="#888", hatch="///", linewidth=0)
-            elif after[i] > before[i] + 1e-6:
-                # What renormalising added: the same token's share before the cut, dashed.
-                ax.bar(xi, before[i], color="none", edgecolor="#333", linestyle="--", linewidth=0.8)
-            ax.text(xi, heights[xi], _percent(heights[xi]) if k else "cut", ha="center",
-                    va="bottom", fontsize=7, color="#333" if k else "#888")
-        labels = [plot_label(self.tokenizer.id_to_piece(i), 8) for i in order]
-        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8, **text_kw())
-        for tick, k in zip(ax.get_xticklabels(), kept):
-            tick.set_color("black" if k else "#999")
-        ax.set_ylim(0, max(max(heights), 1e-3) * 1.18)
-        ax.set_ylabel("probability")
-        rest_after = float(after.sum() - after[order].sum())
-        rest_before = float(before.sum() - before[order].sum())
-        ax.text(0.99, 0.97, f"the other {len(before) - len(order):,} tokens: {rest_after:.1%}"
-                f"\n(before top-k/top-p: {rest_before:.1%})", transform=ax.transAxes,
-                ha="right", va="top", fontsize=8, color="#555")
-        tail = visible(self.tokenizer.decode(f["context"]))[-30:]
-        ax.set_title(
-            f"next token after “…{plot_label(tail, 30)}”  ·  {self.settings_text()}",
-            fontsize=10, **text_kw(),
-        )
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+    def figure_key(self) -> int:
+        return len(self.frame["order"])  # the same bars every time (fewer for a tiny vocabulary)
+
+    def draw(self, fig: Figure) -> dict[str, Any]:
+        handles = _draw_chart(fig, len(self.frame["order"]), self._longest_label)
+        self.update(fig, handles)
+        return handles
+
+    def update(self, fig: Figure, handles: dict[str, Any]) -> None:
+        _update_chart(handles, self.frame, self.tokenizer, self.settings_text())
 
     # ----- generating ------------------------------------------------------------------
     def generate_text(self) -> str | None:
@@ -213,7 +191,7 @@ class SamplingPlayground(PlotWidget):
                     raise LslmError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed}")
                 if n < 1:
                     raise LslmError(f"new tokens must be at least 1, got {n}")
-                device = next(self.model.parameters()).device
+                device = model_device(self.model)
                 out = self.model.generate(
                     torch.tensor([ids], device=device), n, settings["temperature"],
                     settings["top_k"], settings["top_p"], seed=seed,
@@ -241,3 +219,69 @@ class SamplingPlayground(PlotWidget):
         if not self.frame:
             return "<SamplingPlayground>"
         return f"<SamplingPlayground: prompt {self.prompt.value!r}, {self.settings_text()}>"
+
+
+def _draw_chart(fig: Figure, n: int, longest_label: int) -> dict[str, Any]:
+    """The chart's artists for ``n`` bars, to be filled in by ``_update_chart``."""
+    ax = fig.add_subplot()
+    # Margins by hand, with room for the longest label of the vocabulary (at 45 degrees):
+    # the Figure is kept, and its labels change with the prompt.
+    label_pt = 7 + 0.71 * (0.62 * 8 * longest_label + 8) + 6
+    fig.subplots_adjust(left=0.115, right=0.985, top=0.9,
+                        bottom=label_pt / (72 * fig.get_figheight()))
+    x = np.arange(n)
+    bars = list(ax.bar(x, np.zeros(n), linewidth=0.8))
+    # Over each bar, when needed: the share a cut token had (hatched), or the share a
+    # kept token had before renormalising (dashed).
+    overlays = list(ax.bar(x, np.zeros(n), color="none", linewidth=0))
+    values = [ax.text(xi, 0, " ", ha="center", va="bottom", fontsize=7) for xi in x]
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_ylabel("probability")
+    rest = ax.text(0.99, 0.97, " ", transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                   color="#555")
+    # y given: the title stays put (placing it measures every tick label, each redraw)
+    title = ax.set_title(" ", fontsize=10, y=1.0, **text_kw())
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return {"ax": ax, "x": x, "bars": bars, "overlays": overlays, "values": values,
+            "rest": rest, "title": title}
+
+
+def _update_chart(handles: dict[str, Any], f: dict[str, Any], tokenizer: Tokenizer,
+                  settings: str) -> None:
+    """Show frame ``f`` of a SamplingPlayground on the chart ``_draw_chart`` made."""
+    order = f["order"].tolist()
+    before, after = f["before"].numpy(), f["after"].numpy()
+    kept = [after[i] > 0 for i in order]
+    heights = [float(after[i] if k else before[i]) for i, k in zip(order, kept)]
+    for xi, (i, k) in enumerate(zip(order, kept)):
+        bar, over, value = handles["bars"][xi], handles["overlays"][xi], handles["values"][xi]
+        bar.set_height(heights[xi])
+        bar.set_facecolor(KEPT if k else CUT)
+        bar.set_edgecolor(KEPT if k else "#888")
+        over.set_height(float(before[i]))
+        if not k:
+            over.set(visible=True, edgecolor="#888", hatch="///", linewidth=0,
+                     linestyle="-")
+        elif after[i] > before[i] + 1e-6:
+            over.set(visible=True, edgecolor="#333", hatch=None, linewidth=0.8,
+                     linestyle="--")
+        else:
+            over.set_visible(False)
+        value.set_position((xi, heights[xi]))
+        value.set_text(_percent(heights[xi]) if k else "cut")
+        value.set_color("#333" if k else "#888")
+    ax = handles["ax"]
+    labels = [plot_label(tokenizer.id_to_piece(i), 8) for i in order]
+    ax.set_xticks(handles["x"], labels, rotation=45, ha="right", fontsize=8, **text_kw())
+    for tick, k in zip(ax.get_xticklabels(), kept):
+        tick.set_color("black" if k else "#999")
+    ax.set_ylim(0, max(max(heights), 1e-3) * 1.18)
+    rest_after = max(0.0, float(after.sum() - after[order].sum()))  # not "-0.0%"
+    rest_before = max(0.0, float(before.sum() - before[order].sum()))
+    handles["rest"].set_text(
+        f"the other {len(before) - len(order):,} tokens: {rest_after:.1%}"
+        f"\n(before top-k/top-p: {rest_before:.1%})"
+    )
+    tail = visible(tokenizer.decode(f["context"]))[-30:]
+    handles["title"].set_text(f"next token after “…{plot_label(tail, 30)}”  ·  {settings}")

@@ -111,35 +111,62 @@ class TrainingDashboard(PlotWidget):
     def prepare(self) -> dict[str, Any]:
         return {"history": _copy_history(self.history), "max_iters": self.max_iters}
 
-    def draw(self, fig: Figure) -> None:
+    def figure_key(self) -> tuple[bool, bool, bool]:
+        # Which curves (and so which legend) there are; only a new combination needs a new
+        # Figure, every other redraw just moves the curves' data.
         h = self.frame["history"]
+        return bool(h["step"]), len(h["step"]) > 5, bool(h["eval_step"])
+
+    def draw(self, fig: Figure) -> dict[str, Any]:
+        has_steps, smoothed, has_eval = self.figure_key()
         loss_ax, lr_ax, speed_ax = fig.subplots(1, 3)
         fig.subplots_adjust(left=0.05, right=0.985, bottom=0.15, top=0.8, wspace=0.25)
-        steps = h["step"]
-        if steps:
-            loss_ax.plot(steps, h["train_loss"], color="C0", alpha=0.3, lw=0.8,
-                         label="train (each step)")
-            if len(steps) > 5:
-                loss_ax.plot(steps, ema(h["train_loss"]), color="C0", lw=1.5,
-                             label="train (smoothed)")
-            lr_ax.plot(steps, h["lr"], color="C2")
-            speed_ax.plot(steps, h["tokens_per_sec"], color="C4", alpha=0.3, lw=0.8)
-            speed_ax.plot(steps, ema(h["tokens_per_sec"]), color="C4", lw=1.5)
-        if h["eval_step"]:
-            loss_ax.plot(h["eval_step"], h["val_loss"], "o-", color="C1", ms=4, label="validation")
-        if steps or h["eval_step"]:
+        lines: dict[str, Any] = {}
+        if has_steps:
+            lines["loss"], = loss_ax.plot([], [], color="C0", alpha=0.3, lw=0.8,
+                                          label="train (each step)")
+            if smoothed:
+                lines["loss_ema"], = loss_ax.plot([], [], color="C0", lw=1.5,
+                                                  label="train (smoothed)")
+            lines["lr"], = lr_ax.plot([], [], color="C2")
+            lines["speed"], = speed_ax.plot([], [], color="C4", alpha=0.3, lw=0.8)
+            lines["speed_ema"], = speed_ax.plot([], [], color="C4", lw=1.5)
+        if has_eval:
+            lines["val"], = loss_ax.plot([], [], "o-", color="C1", ms=4, label="validation")
+        if has_steps or has_eval:
             loss_ax.legend(fontsize=8)
         else:
             for ax in (loss_ax, lr_ax, speed_ax):
                 ax.text(0.5, 0.5, "waiting for training…", ha="center", va="center",
                         transform=ax.transAxes, color="#888")
-        loss_ax.set(title="loss (nats)", xlabel="step")
-        lr_ax.set(title="learning rate", xlabel="step")
         lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        speed_ax.set(title="tokens / second (smoothed)", xlabel="step")
-        for ax in (loss_ax, lr_ax, speed_ax):
+        titles = ("loss (nats)", "learning rate", "tokens / second (smoothed)")
+        for ax, title in zip((loss_ax, lr_ax, speed_ax), titles):
+            # A fixed place, above an axis offset ("1e-3"): placing it measures every tick
+            # label, at each redraw.
+            ax.set_title(title, y=1.0, pad=14)
+            ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-        fig.suptitle(self._headline(), fontsize=11)
+        handles = {"axes": (loss_ax, lr_ax, speed_ax), "lines": lines,
+                   "headline": fig.suptitle(" ", fontsize=11)}
+        self.update(fig, handles)
+        return handles
+
+    def update(self, fig: Figure, handles: dict[str, Any]) -> None:
+        h, lines = self.frame["history"], handles["lines"]
+        steps = h["step"]
+        data = {"loss": (steps, h["train_loss"]), "lr": (steps, h["lr"]),
+                "speed": (steps, h["tokens_per_sec"]), "val": (h["eval_step"], h["val_loss"])}
+        if "loss_ema" in lines:
+            data["loss_ema"] = (steps, ema(h["train_loss"]))
+        if "speed_ema" in lines:
+            data["speed_ema"] = (steps, ema(h["tokens_per_sec"]))
+        for name, line in lines.items():
+            line.set_data(*data[name])
+        for ax in handles["axes"]:
+            ax.relim()
+            ax.autoscale_view()
+        handles["headline"].set_text(self._headline())
 
     def _headline(self) -> str:
         h = self.frame["history"]
