@@ -237,13 +237,9 @@ class CrossAttention(MultiHeadAttention):
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(n_embd, n_head, dropout)
-        # Building the layers draws their first random values from torch's global generator.
-        # Drawing as much as a fused (n_embd -> 3 n_embd) projection would, in this order,
-        # keeps a seeded Seq2Seq at the initial weights its stored results were made with.
-        _draw_like_linear(n_embd, 3 * n_embd, bias)
-        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.q_proj = nn.Linear(n_embd, n_embd, bias=bias)
-        self.kv_proj = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+        self.kv_proj = nn.Linear(n_embd, 2 * n_embd, bias=bias)  # keys and values in one matrix
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
 
     def forward(
         self,
@@ -257,9 +253,3 @@ class CrossAttention(MultiHeadAttention):
         q = self.heads(self.q_proj(x))
         k, v = (self.heads(z) for z in self.kv_proj(memory).split(self.n_embd, dim=2))
         return self.mix(q, k, v, False, memory_mask, return_weights)
-
-
-def _draw_like_linear(n_in: int, n_out: int, bias: bool) -> None:
-    """Consume what building ``nn.Linear(n_in, n_out, bias)`` consumes from the global
-    generator: one uniform draw per weight and bias entry (on the default device and dtype)."""
-    torch.empty(n_out * n_in + (n_out if bias else 0)).uniform_()

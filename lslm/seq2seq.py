@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lslm.attention import CausalSelfAttention, CrossAttention, SelfAttention
+from lslm.devices import model_device
 from lslm.errors import LslmError, whole_number
 from lslm.model import MAX_SIZE, MLP, GPTConfig, LayerNorm, NumParams, Residual, init_weights, tie_weights
 from lslm.utils import DictConfig, evaluating, seeded
@@ -211,8 +212,8 @@ class Seq2Seq(NumParams, nn.Module):
         """
         c = self.config
         max_len = self._max_len(max_len)
+        src, src_mask = self._source_on_device(src)
         with evaluating(self):
-            src_mask = self.source_mask(src)
             memory = self.encode(src, src_mask)
             tokens = torch.full((src.size(0), 1), c.bos_id, dtype=torch.long, device=src.device)
             done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
@@ -248,8 +249,8 @@ class Seq2Seq(NumParams, nn.Module):
             raise LslmError(f"beam_size must be at least 1, got {beam_size}")
         c, k, n = self.config, beam_size, src.size(0)
         max_len = self._max_len(max_len)
+        src, src_mask = self._source_on_device(src)
         with evaluating(self):
-            src_mask = self.source_mask(src)
             # Row b*k + j of everything below is beam j of sentence b.
             memory = self.encode(src, src_mask).repeat_interleave(k, dim=0)
             mask = src_mask.repeat_interleave(k, dim=0)
@@ -300,12 +301,20 @@ class Seq2Seq(NumParams, nn.Module):
         """The model's total log-probability of each output (its ids, then ``<eos>``) given
         its source: the quantity that greedy decoding and beam search try to make large."""
         c = self.config
+        src = src.to(model_device(self))
         rows = [list(o) + [c.eos_id] for o in outputs]
         width = max(len(r) for r in rows)
         tgt_out = torch.tensor([r + [c.pad_id] * (width - len(r)) for r in rows], device=src.device)
         tgt_in = torch.cat((torch.full_like(tgt_out[:, :1], c.bos_id), tgt_out[:, :-1]), dim=1)
         logp = F.log_softmax(self(src, tgt_in)[0], dim=-1).gather(-1, tgt_out[..., None])[..., 0]
-        return (logp * (tgt_out != c.pad_id)).sum(dim=1)
+        return (logp * (tgt_out != c.pad_id)).sum(dim=1).cpu()
+
+    def _source_on_device(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``src`` and its mask on the model's device. The mask is checked where ``src`` is
+        (usually the CPU, so a GPU is not waited for), then both move."""
+        src_mask = self.source_mask(src)
+        device = model_device(self)
+        return src.to(device), src_mask.to(device)
 
     def _max_len(self, max_len: int | None) -> int:
         # The decoder input is <bos> + the words so far, so at most block_size - 1 words fit.

@@ -1,8 +1,10 @@
 """BLEU, chrF and exact match, on examples small enough to work out by hand."""
 
 import math
+import random
 
 import pytest
+from sacrebleu.metrics import BLEU, CHRF
 
 from lslm.errors import LslmError
 from lslm.tasks.metrics import bleu_stats, brevity_penalty, chrf, corpus_bleu, exact_match, ngrams
@@ -72,6 +74,15 @@ def test_chrf_worked_by_hand():
     assert chrf(["ab"], ["abcd"], max_n=1) < chrf(["abcd"], ["ab"], max_n=1)
 
 
+def test_chrf_skips_orders_a_side_lacks_as_sacrebleu_does():
+    # The reference "ab" has no trigram, so the hypothesis's trigram "abc" is not counted:
+    # n = 3 drops out. n = 1: P = 2/3, R = 1; n = 2: P = 1/2, R = 1. Averages P = 7/12,
+    # R = 1, and F2 = 5 · 7/12 / (4 · 7/12 + 1) = 7/8.
+    assert chrf(["abc"], ["ab"], max_n=3) == pytest.approx(100 * 7 / 8)
+    # Nothing to compare at any order scores 0, as in sacrebleu.
+    assert chrf([""], [""]) == 0.0 and chrf(["abc"], [""]) == 0.0
+
+
 def test_chrf_gives_partial_credit_where_bleu_gives_none():
     assert corpus_bleu(["vidas"], ["vidis"], max_n=1) == 0.0
     assert 30 < chrf(["vidas"], ["vidis"]) < 70
@@ -94,8 +105,82 @@ def test_bad_inputs_are_explained(fn):
 def test_notebook_exercises_worked_by_hand():
     from lslm.checks import check
 
-    pair = dict(hypothesis="hunu la miso un vidas", reference="hunu gran la miso piki un vidas")
-    # 5 words against 7: BP = exp(1 - 7/5). p1 = 5/5; bigrams "la miso", "un vidas" of 4: p2 = 1/2.
-    assert check("brevity_penalty", math.exp(-0.4), **pair)
-    assert check("bleu2_by_hand", 100 * math.exp(-0.4) * math.sqrt(0.5), **pair)
-    assert not check("bleu2_by_hand", 100 * math.sqrt(0.5), **pair)  # forgot the brevity penalty
+    pair = dict(hypothesis="hunu la miso un vidas ek vi", reference="hunu gran la miso piki un vidas ek vi")
+    # 7 words against 9: BP = exp(1 - 9/7). p1 = 7/7; bigrams "la miso", "un vidas",
+    # "vidas ek", "ek vi" of 6: p2 = 2/3.
+    assert check("brevity_penalty", math.exp(-2 / 7), **pair)
+    assert check("bleu2_by_hand", 100 * math.exp(-2 / 7) * math.sqrt(2 / 3), **pair)
+    assert not check("bleu2_by_hand", 100 * math.sqrt(2 / 3), **pair)  # forgot the brevity penalty
+
+
+# ----------------------------------------------------------------------------- against sacrebleu
+# sacrebleu is the tool papers report BLEU and chrF with; lslm's scores must be the same
+# numbers, on many small random corpora full of edge cases.
+
+WORDS = ["a", "b", "ab", "ba", "abc", "cab", "bca", "aabb", "x"]  # few words: many n-grams match
+
+
+def random_corpus(rng: random.Random) -> tuple[list[str], list[str]]:
+    """1-5 (hypothesis, reference) pairs: empty and one-letter sentences, near copies, noise."""
+    hyps, refs = [], []
+    for _ in range(rng.randint(1, 5)):
+        ref = [rng.choice(WORDS) for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 8]))]
+        kind = rng.random()
+        if kind < 0.15:
+            hyp = []  # the system wrote nothing
+        elif kind < 0.7:  # a near copy: a few words dropped, changed or added
+            hyp = [w for w in ref if rng.random() > 0.1]
+            hyp = [rng.choice(WORDS) if rng.random() < 0.1 else w for w in hyp]
+            hyp += [rng.choice(WORDS) for _ in range(rng.choice([0, 0, 1]))]
+        else:
+            hyp = [rng.choice(WORDS) for _ in range(rng.choice([1, 1, 2, 4, 7]))]
+        hyps.append(" ".join(hyp))
+        refs.append(" ".join(ref))
+    return hyps, refs
+
+
+CORPORA = [random_corpus(random.Random(seed)) for seed in range(400)]
+
+
+@pytest.mark.parametrize("max_n", [1, 2, 4])
+def test_bleu_is_sacrebleus_without_smoothing(max_n):
+    # tokenize="none": both split on whitespace only. smooth_method="none": a zero n-gram
+    # precision makes the score 0, as lslm documents.
+    reference = BLEU(tokenize="none", smooth_method="none", max_ngram_order=max_n)
+    nonzero = 0
+    for hyps, refs in CORPORA:
+        ours, theirs = bleu_stats(hyps, refs, max_n), reference.corpus_score(hyps, [refs])
+        assert ours.score == pytest.approx(theirs.score, rel=1e-9, abs=1e-9), (hyps, refs)
+        assert [100 * p for p in ours.precisions] == pytest.approx(theirs.precisions, rel=1e-9, abs=1e-9)
+        assert ours.brevity_penalty == pytest.approx(theirs.bp, rel=1e-12)
+        assert (ours.hyp_length, ours.ref_length) == (theirs.sys_len, theirs.ref_len)
+        nonzero += ours.score > 0
+    assert nonzero > len(CORPORA) / 5  # the corpora test the formula, not only the zeros
+
+
+def test_bleu_smoothing_only_matters_when_a_precision_is_zero():
+    # sacrebleu's default smoothing ("exp") invents a small precision for an order with no
+    # match; lslm does not smooth. The two agree whenever every precision is above zero.
+    smoothed = BLEU(tokenize="none")
+    differ = 0
+    for hyps, refs in CORPORA:
+        ours = bleu_stats(hyps, refs)
+        theirs = smoothed.corpus_score(hyps, [refs]).score
+        if min(ours.precisions) > 0:
+            assert ours.score == pytest.approx(theirs, rel=1e-9)
+        elif ours.hyp_length >= 4 and any(ours.precisions):
+            differ += theirs > 0 and ours.score == 0
+    assert differ > 0
+
+
+@pytest.mark.parametrize("max_n, beta", [(6, 2), (6, 3), (3, 1), (1, 2)])
+def test_chrf_is_sacrebleus(max_n, beta):
+    # sacrebleu's CHRF defaults: character 6-grams, no word n-grams (chrF, not chrF++),
+    # beta 2, spaces removed, averages over the orders that both sides have.
+    reference = CHRF(char_order=max_n, word_order=0, beta=beta)
+    scores = []
+    for hyps, refs in CORPORA:
+        theirs = reference.corpus_score(hyps, [refs]).score
+        assert chrf(hyps, refs, max_n=max_n, beta=beta) == pytest.approx(theirs, rel=1e-9, abs=1e-9), (hyps, refs)
+        scores.append(theirs)
+    assert len({round(s, 6) for s in scores}) > 100  # many different scores, not all 0 or 100

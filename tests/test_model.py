@@ -255,16 +255,11 @@ def test_initialisation_is_gpt2s_and_shared():
 
 def test_seeded_initial_weights_stay_what_they_were():
     """Stored notebook results come from seeded models: a change to how the model is built
-    that moves its initial weights shows up here first."""
-    from lslm.seq2seq import Seq2Seq, Seq2SeqConfig
-
+    that moves its initial weights shows up here first. (Seq2Seq's seeding is tested in
+    tests/test_seq2seq.py; notebook 08 is re-run whenever its initial weights change.)"""
     gpt = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16), seed=0)
-    s2s = Seq2Seq(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=2,
-                                n_head=2, n_embd=32), seed=0)
-    got = [gpt.wte.weight[0, :3].tolist(), gpt.blocks[1].mlp.c_proj.weight[0, :2].tolist(),
-           s2s.decoder[1].cross_attn.kv_proj.weight[0, :2].tolist(), s2s.lm_head.weight[3, :2].tolist()]
-    expected = [0.0071779, 0.007819, 0.0150499, -0.0033307, 0.0079011, -0.0076693, -0.0034523,
-                0.0139972, 0.0231044]
+    got = [gpt.wte.weight[0, :3].tolist(), gpt.blocks[1].mlp.c_proj.weight[0, :2].tolist()]
+    expected = [0.0071779, 0.007819, 0.0150499, -0.0033307, 0.0079011]
     assert torch.allclose(torch.tensor(sum(got, [])), torch.tensor(expected), atol=1e-6)
 
 

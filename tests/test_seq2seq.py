@@ -131,6 +131,34 @@ def test_beam_of_one_is_greedy():
         assert len(out) <= model.config.block_size - 1 and EOS not in out and PAD not in out
 
 
+class Trap(Seq2Seq):
+    """A decoder with fixed next-word probabilities, to test the search alone: the first
+    word is A (0.4) or B (0.6); after A comes C for certain, after B comes D (0.55) or E
+    (0.45); then <eos>. The likeliest translation, A C (0.4), starts with the less likely
+    word: B D has 0.6 x 0.55 = 0.33."""
+
+    A, B, C, D, E = 5, 6, 7, 8, 9
+    TABLE = {(): {A: 0.4, B: 0.6}, (A,): {C: 1.0}, (B,): {D: 0.55, E: 0.45}}
+
+    def decode(self, tgt_in, memory, src_mask, return_attention=False):
+        logits = torch.full((*tgt_in.shape, self.config.tgt_vocab_size), -1e9)
+        for b, row in enumerate(tgt_in.tolist()):
+            for t in range(len(row)):
+                for word, p in self.TABLE.get(tuple(row[1 : t + 1]), {EOS: 1.0}).items():
+                    logits[b, t, word] = torch.tensor(p).log()
+        return logits, None
+
+
+def test_beam_search_finds_the_likeliest_translation_that_greedy_misses():
+    model = Trap(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=1, n_head=2, n_embd=16))
+    src = batch_of(SHORT, LONG)
+    A, B, C, D = Trap.A, Trap.B, Trap.C, Trap.D
+    assert model.greedy_decode(src) == [[B, D], [B, D]]  # the likelier first word, then stuck with it
+    assert model.beam_search(src, beam_size=2) == [[A, C], [A, C]]
+    logprob = model.sequence_logprob(src, [[A, C], [B, D]])
+    assert torch.allclose(logprob.exp(), torch.tensor([0.4, 0.33]))
+
+
 def test_decoding_leaves_training_mode_alone():
     model = tiny().train()
     model.greedy_decode(torch.tensor([SHORT]))
@@ -165,9 +193,15 @@ def test_sequence_logprob_adds_up_the_steps():
 def test_forward_is_logits_and_loss_and_a_seed_leaves_the_global_rng_alone():
     config = Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=24, block_size=12, n_layer=2, n_head=2, n_embd=32)
     before = torch.random.get_rng_state()
-    a, b = Seq2Seq(config, seed=3), Seq2Seq(config, seed=3)
+    a, b, c = Seq2Seq(config, seed=3), Seq2Seq(config, seed=3), Seq2Seq(config, seed=4)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    # A seed gives the weights the global generator would give after manual_seed(seed).
+    torch.manual_seed(3)
+    unseeded = Seq2Seq(config)
+    torch.random.set_rng_state(before)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), unseeded.state_dict().values()))
+    assert not torch.equal(a.decoder[1].cross_attn.kv_proj.weight, c.decoder[1].cross_attn.kv_proj.weight)
     assert a.lm_head.weight is a.tgt_wte.weight
     with pytest.raises(TypeError):
         a(batch_of(SHORT), torch.tensor([[BOS, 5]]), return_attention=True)

@@ -1,5 +1,8 @@
 """The translation task: the made-up language pair, its splits, loaders, and a trained model."""
 
+import re
+from collections import Counter
+
 import pytest
 import torch
 
@@ -15,21 +18,43 @@ from lslm.tasks.metrics import chrf, corpus_bleu, exact_match
 @pytest.mark.parametrize(
     "english, vorlan",
     [
-        ("the big dog sees a small cat", "hunu gran la miso piki un vidas"),
-        ("a happy big dog sees anna", "hunu gran felu un anna vidas"),  # two adjectives: mirrored
-        ("omar likes li", "omar li amas"),
-        ("the child helps a old red farmer", "nino la agro roso vesi un jutas"),
+        ("the big dog sees a small cat", "hunu gran la miso piki un vidas ek vi"),
+        ("a happy big dog sees anna", "hunu gran felu un anna vidas ek vi"),  # two adjectives: mirrored
+        ("omar likes li", "omar li amas ek vi"),
+        ("the child helps an old red farmer", "nino la agro roso vesi un jutas ek vi"),
+        # plural: -j on the noun and its adjectives; the verb says one or many, present or past
+        ("the big dogs saw an old cat", "hunuj granj la miso vesi un vidin ek vi"),
+        ("some children watch the ants", "ninoj kel formij la rigardan ek vi"),
+        ("anna fed some young owls", "anna strigoj junaj kel nutris ek vi"),
+        ("some quiet foxes followed li", "vulpoj silaj kel li sekin ek vi"),
     ],
 )
 def test_translate_by_hand(english, vorlan):
     assert tr.translate(english) == vorlan
 
 
+def test_every_evidential_and_no_other():
+    assert [tr.translate("omar likes li", e) for e in tr.EVIDENTIALS] == [
+        "omar li amas ek vi", "omar li amas nu sa", "omar li amas nu le", "omar li amas nu pe"]
+    assert tr.USUAL_EVIDENTIAL == max(tr.EVIDENTIALS, key=tr.EVIDENTIALS.get)
+    # The trap that greedy decoding falls into: "nu" starts more endings than "ek", but
+    # "ek vi" is likelier than any one "nu" ending.
+    firsts = Counter()
+    for e, n in tr.EVIDENTIALS.items():
+        firsts[e.split()[0]] += n
+    assert firsts["nu"] > firsts["ek"] and all(tr.EVIDENTIALS["ek vi"] > n for e, n in tr.EVIDENTIALS.items() if e != "ek vi")
+    with pytest.raises(LslmError, match="unknown evidential"):
+        tr.translate("omar likes li", "ek sa")
+
+
 def test_alignment_points_at_the_translated_word():
-    for english in ("the big dog sees a small cat", "a happy big dog sees anna", "li calls the bird"):
+    for english in ("the big dog sees a small cat", "a happy big dog sees anna", "li calls the bird",
+                    "the old red dogs like an eagle"):
         source, target = english.split(), tr.translate(english).split()
         links = tr.alignment(english)
-        assert [tr.LEXICON[source[j]] for j in links] == target
+        assert len(links) == len(target) - 2  # the evidential translates no English word
+        # Each Vorlan word is its English word's dictionary entry, with any plural ending added.
+        assert all(target[i].startswith(tr.LEXICON[source[j]].removesuffix("j")) for i, j in enumerate(links))
     # The verb moves from the middle to the end; adjectives swap with their noun.
     assert tr.alignment("the big dog sees a small cat") == [2, 1, 0, 6, 5, 4, 3]
 
@@ -37,12 +62,18 @@ def test_alignment_points_at_the_translated_word():
 @pytest.mark.parametrize(
     "sentence, words",
     [
-        ("dog sees the cat", "name or 'the'/'a'"),
+        ("dog sees the cat", "name or an article"),
         ("the dog the cat", "expected a verb"),
         ("the big sees the cat", "expected a noun"),
         ("the big old red dog sees li", "expected a noun"),  # three adjectives: too many
         ("anna sees li today", "goes on after the object"),
-        ("", "name or 'the'/'a'"),
+        ("", "name or an article"),
+        ("a old dog sees li", "'an' before a vowel"),
+        ("anna sees an big dog", "'an' before a vowel"),
+        ("a dogs see li", "with the plural 'dogs'"),
+        ("some dog sees li", "with the singular 'dog'"),
+        ("the dogs sees li", "plural subject takes 'see'"),
+        ("anna see li", "singular subject takes 'sees'"),
     ],
 )
 def test_sentences_outside_the_grammar_are_explained(sentence, words):
@@ -53,8 +84,10 @@ def test_sentences_outside_the_grammar_are_explained(sentence, words):
 def test_word_by_word_baseline_keeps_english_order():
     assert tr.word_by_word("the big dog sees anna") == "la gran hunu vidas anna"
     assert sorted(tr.word_by_word("the big dog sees anna").split()) == sorted(
-        tr.translate("the big dog sees anna").split()
+        tr.translate("the big dog sees anna").split()[:-2]
     )
+    # A dictionary does not know agreement: "big" is "gran" alone, "granj" beside a plural.
+    assert tr.word_by_word("the big dogs saw anna") == "la gran hunuj vidis anna"
 
 
 # ----------------------------------------------------------------------------- splits
@@ -70,7 +103,35 @@ def test_splits_are_seeded_and_sized(splits):
     assert tr.make_splits(n_train=1000, n_val=50, n_test=100, seed=0) == splits
     assert tr.make_splits(n_train=1000, n_val=50, n_test=100, seed=1)["train"] != splits["train"]
     for pairs in splits.values():
-        assert all(tr.translate(s) == t for s, t in pairs)  # the ground truth
+        # The ground truth: the rules' translation, ending in one of the evidentials.
+        assert all(t in {tr.translate(s, e) for e in tr.EVIDENTIALS} for s, t in pairs)
+    assert all(t == tr.translate(s) for s, t in splits["test"])  # the likeliest ending only
+
+
+def test_training_endings_come_as_often_as_translators_choose_them():
+    train = tr.make_splits(n_train=4000, n_val=50, n_test=50, seed=0)["train"]
+    counts = Counter(" ".join(t.split()[-2:]) for _, t in train)
+    total = sum(tr.EVIDENTIALS.values())
+    for evidential, n in tr.EVIDENTIALS.items():
+        assert abs(counts[evidential] / len(train) - n / total) < 0.03
+    same = tr.make_splits(n_train=300, n_val=10, n_test=10, seed=0, vary=False)
+    assert all(t == tr.translate(s) for pairs in same.values() for s, t in pairs)
+
+
+def test_generated_articles_agree_with_the_next_word():
+    """ "a" before a consonant, "an" before a vowel: after the adjectives are placed."""
+    sentences = [s for pairs in tr.make_splits(n_train=3000, n_val=50, n_test=200, seed=3).values() for s, _ in pairs]
+    seen = Counter()
+    for sentence in sentences:
+        words = sentence.split()
+        for det, following in zip(words, words[1:]):
+            if det in ("a", "an"):
+                assert det == ("an" if following[0] in "aeiou" else "a"), sentence
+                seen[det] += 1
+        tr.parse(sentence)  # and the grammar accepts it
+    assert seen["a"] > 100 and seen["an"] > 100  # both spellings occur, after nouns and adjectives
+    assert any(re.search(r"\ban (old|angry) \w+ (dog|cat|bird|horse|child|teacher|farmer|fox)\b", s)
+               for s in sentences)
 
 
 def test_test_split_is_made_of_unseen_combinations(splits):
@@ -83,7 +144,7 @@ def test_test_split_is_made_of_unseen_combinations(splits):
     assert not any(tr.unseen_pairs_in(s) for s in sentences["train"] | sentences["val"])
     # ... but each word of a held-out pair is seen in training, with other partners.
     train_words = {w for s in sentences["train"] for w in s.split()}
-    assert set(tr.ADJECTIVES) | set(tr.NOUNS) | set(tr.VERBS) <= train_words
+    assert set(tr.ADJECTIVES) | set(tr.NOUNS) | set(tr.PLURALS) | set(tr.VERB_FORMS) <= train_words
 
 
 def test_too_many_sentences_is_explained():
@@ -105,14 +166,15 @@ def test_word_vocab_specials_unknowns_and_round_trip():
 
 
 def test_encode_pairs_pads_and_shifts():
+    # Targets of 3 and 8 words (the second: "hunu gran la miso la vidas ek vi").
     pairs = [("anna sees li", "anna li vidas"), ("the big dog sees the cat", tr.translate("the big dog sees the cat"))]
     src_v = tr.WordVocab.from_sentences(s for s, _ in pairs)
     tgt_v = tr.WordVocab.from_sentences(t for _, t in pairs)
     batch = tr.encode_pairs(pairs, src_v, tgt_v, block_size=10)
-    assert batch["src"].shape == (2, 7) and batch["tgt_in"].shape == batch["tgt_out"].shape == (2, 7)
+    assert batch["src"].shape == (2, 7) and batch["tgt_in"].shape == batch["tgt_out"].shape == (2, 9)
     assert batch["src"][0].tolist() == src_v.encode("anna sees li") + [2, 0, 0, 0]
-    assert batch["tgt_in"][0].tolist() == [1] + tgt_v.encode("anna li vidas") + [0, 0, 0]
-    assert batch["tgt_out"][0].tolist() == tgt_v.encode("anna li vidas") + [2, 0, 0, 0]
+    assert batch["tgt_in"][0].tolist() == [1] + tgt_v.encode("anna li vidas") + [0] * 5
+    assert batch["tgt_out"][0].tolist() == tgt_v.encode("anna li vidas") + [2] + [0] * 5
     # The decoder input is the target shifted right by one: it reads word i to predict i+1.
     assert torch.equal(batch["tgt_in"][1, 1:], batch["tgt_out"][1, :-1])
     with pytest.raises(LslmError, match="raise block_size"):
@@ -147,7 +209,7 @@ def test_bad_tsv_files_are_explained(bad_tsv, request):
 def test_tsv_round_trip(tmp_path, splits):
     path = tmp_path / "pairs.tsv"
     path.write_text("".join(f"{s}\t{t}\n" for s, t in splits["val"]), encoding="utf-8")
-    assert tr.load_tsv(path, block_size=10) == splits["val"]
+    assert tr.load_tsv(path, block_size=12) == splits["val"]
     with pytest.raises(LslmError, match="no file"):
         tr.load_tsv(tmp_path / "missing.tsv")
 
@@ -184,18 +246,18 @@ def test_bad_parallel_files_are_explained(parallel_files, source_lines, target_l
 
 # ----------------------------------------------------------------------------- a trained model
 
-SMALL = dict(block_size=10, n_layer=1, n_head=2, n_embd=32)
+SMALL = dict(block_size=12, n_layer=1, n_head=4, n_embd=32)
 
 
 @pytest.fixture(scope="module")
 def trained(splits):
-    """A small model trained for 300 steps (a few seconds)."""
+    """A small model trained for 600 steps (several seconds)."""
     src_v = tr.WordVocab.from_sentences(s for s, _ in splits["train"])
     tgt_v = tr.WordVocab.from_sentences(t for _, t in splits["train"])
     torch.manual_seed(0)
     model = Seq2Seq(Seq2SeqConfig(src_vocab_size=src_v.vocab_size, tgt_vocab_size=tgt_v.vocab_size, **SMALL))
-    sample = tr.batch_sampler(splits["train"], src_v, tgt_v, batch_size=32, block_size=10)
-    losses = fit(model, tr.seq2seq_loss, sample, steps=300, lr=3e-3)
+    sample = tr.batch_sampler(splits["train"], src_v, tgt_v, batch_size=32, block_size=12)
+    losses = fit(model, tr.seq2seq_loss, sample, steps=600, lr=3e-3)
     return model, src_v, tgt_v, losses
 
 
@@ -209,7 +271,11 @@ def test_trained_model_beats_the_copy_baseline_by_far(trained, splits):
     assert corpus_bleu(sources, refs) == 0.0 and exact_match(sources, refs) == 0.0
     assert chrf(hyps, refs) > chrf(sources, refs) + 40
     assert corpus_bleu(hyps, refs) > 30
-    assert exact_match(hyps, refs) > 15
+
+    def before_evidential(sentences):
+        return [" ".join(s.split()[:-2]) for s in sentences]
+
+    assert exact_match(before_evidential(hyps), before_evidential(refs)) > 15
 
 
 def test_beam_of_one_is_greedy_and_beams_agree_on_a_trained_model(trained, splits):

@@ -7,9 +7,16 @@ All three take a list of hypotheses (what the model wrote) and a list of referen
   that also occur in their references, over the whole corpus, and multiplies their
   geometric mean by a *brevity penalty* so that writing very little does not pay.
 * **chrF** (Popović 2015) does the same with character n-grams (n = 1..6) and combines
-  precision and recall in an F-score that weighs recall twice as much (beta = 2). It
-  gives partial credit for a word with the right stem but a wrong ending.
+  precision and recall in an F-score that weighs recall beta times as much. It gives
+  partial credit for a word with the right stem but a wrong ending.
 * **exact match** is the share of hypotheses identical to their reference.
+
+Both scores are the numbers sacrebleu (the tool papers report them with) gives, and
+tests/test_metrics.py checks that: ``corpus_bleu`` is ``BLEU(tokenize="none",
+smooth_method="none")`` (no smoothing: a corpus with no matching 4-gram scores 0, where
+sacrebleu's default "exp" smoothing gives a small score), and ``chrf`` is sacrebleu's
+default ``CHRF()``: character 6-grams, no word n-grams, spaces removed, beta = 2.
+Popović 2015 proposed beta = 3; chrF++ (Popović 2017), sacrebleu and WMT use beta = 2.
 
 Words are split on whitespace; no other normalisation is done, so tokenise (or
 lower-case) both sides the same way before scoring.
@@ -98,10 +105,12 @@ def chrf(
 ) -> float:
     """Corpus chrF, 0-100: an F-score of character n-gram precision and recall.
 
-    Spaces are removed first. For each n the matching n-grams are counted over the whole
-    corpus; precision and recall are averaged over n (skipping an n for which neither
-    side has any n-grams, e.g. two one-letter words), then combined as
-    (1 + beta²)·P·R / (beta²·P + R).
+    Spaces are removed first. For each n the n-grams are counted over the whole corpus:
+    matches, hypothesis n-grams and reference n-grams. As in sacrebleu, a hypothesis's
+    n-grams count only where its reference has n-grams of that length at all (a
+    reference shorter than n characters has none), and an n for which either side has no
+    n-grams is left out of the averages. The average precision P and recall R combine as
+    (1 + beta²)·P·R / (beta²·P + R); with no n left (say, every sentence empty) it is 0.
     """
     _check_pair(hypotheses, references)
     if max_n < 1:
@@ -113,14 +122,14 @@ def chrf(
             h = ngrams("".join(hyp.split()), n)
             r = ngrams("".join(ref.split()), n)
             match += sum(min(c, r[g]) for g, c in h.items())
-            hyp_total += sum(h.values())
+            if r:  # nothing to match against: these n-grams are not counted as wrong
+                hyp_total += sum(h.values())
             ref_total += sum(r.values())
-        if hyp_total == 0 and ref_total == 0:
-            continue
-        precisions.append(match / hyp_total if hyp_total else 0.0)
-        recalls.append(match / ref_total if ref_total else 0.0)
-    if not precisions:  # every hypothesis and reference is empty: they agree
-        return 100.0
+        if hyp_total and ref_total:
+            precisions.append(match / hyp_total)
+            recalls.append(match / ref_total)
+    if not precisions:
+        return 0.0
     p = sum(precisions) / len(precisions)
     r = sum(recalls) / len(recalls)
     if p == 0.0 and r == 0.0:
