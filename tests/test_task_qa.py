@@ -200,6 +200,21 @@ def test_span_model_beats_the_first_sentence_baseline():
     assert torch.all(weights >= 0) and torch.all(weights.sum(-1) <= 1 + 1e-6)
 
 
+def test_span_loss_is_the_mean_of_start_and_end_cross_entropy():
+    from lslm.model import GPT, GPTConfig
+
+    train, _ = qa.make_qa_data(8, 0, seed=2)
+    vocab = qa.QAVocab.build(train)
+    model = qa.SpanQA(GPT(GPTConfig(vocab_size=len(vocab), block_size=40, n_layer=1, n_head=2,
+                                    n_embd=16)), seed=0)
+    batch = qa.collate([qa.encode(ex, vocab, 40) for ex in train])
+    start, end = model(batch["idx"], batch["passage_mask"])
+    by_hand = [torch.nn.functional.cross_entropy(logits, batch[k]).item()
+               for logits, k in ((start, "start"), (end, "end"))]
+    assert by_hand[0] != pytest.approx(by_hand[1])  # so a sum or one term alone would differ
+    assert qa.span_loss(model, batch).item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+
+
 def test_span_model_names_its_backbone_and_keeps_its_mode():
     from lslm.model import GPT, GPTConfig
 

@@ -306,6 +306,27 @@ def test_draw_words_colours_each_word():
     plt.close(fig)
 
 
+def test_draw_words_fixed_scale_keeps_small_weights_pale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def shades(**kwargs):
+        fig, ax = plt.subplots()
+        S.draw_words(ax, [("was", 0.03), ("dull", -0.01)], signed=True, **kwargs)
+        out = [t.get_bbox_patch().get_facecolor() for t in ax.texts]
+        plt.close(fig)
+        return out
+
+    relative, fixed = shades(), shades(scale=1.0)
+    # Alone, the largest weight is drawn at full colour; on a scale of 1 it stays near white.
+    assert min(relative[0][:3]) < 0.3
+    assert min(fixed[0][:3]) > 0.9 and min(fixed[1][:3]) > 0.9
+    with pytest.raises(LslmError, match="scale must be a positive number"):
+        shades(scale=0.0)
+
+
 def test_load_folder_reads_only_regular_files(tmp_path):
     import os
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from lslm.devices import model_device, to_device
 from lslm.errors import LslmError
 from lslm.files import MAX_TEXT_BYTES, read_text, split_lines
 from lslm.loop import Callback, TrainConfig, TrainLoop
@@ -159,8 +160,10 @@ def fit(
                       weight_decay=weight_decay, beta1=0.9, beta2=0.99, grad_clip=grad_clip,
                       eval_interval=0, seed=seed, progress=progress)
     generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)  # batches are drawn on the CPU and follow the model
     # The per-tensor AdamW: its rounding differs slightly from the fused kernel's, and the
     # notebooks' stored task results (and the margins they assert) are measured with it.
-    loop = TrainLoop(model, loss_fn, lambda: sample_batch(generator), cfg, callbacks=callbacks, fused=False)
+    loop = TrainLoop(model, loss_fn, lambda: to_device(sample_batch(generator), device), cfg,
+                     device=str(device), callbacks=callbacks, fused=False)
     loop.fit()
     return loop.history["train_loss"]

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lslm.devices import model_device, to_device
 from lslm.errors import LslmError, shown
 from lslm.files import MAX_JSON_BYTES, read_json
 from lslm.tasks.common import WordVocab
@@ -416,7 +417,9 @@ def collate(batch: Sequence[Encoded]) -> dict[str, torch.Tensor]:
 
 
 def span_loss(model: SpanQA, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy of the true start position plus that of the true end position."""
+    """The mean of two cross-entropies: of the true start position and of the true end
+    position (halving the sum, as BERT's SQuAD model does, keeps the loss on the scale of
+    one softmax over the passage)."""
     start, end = model(batch["idx"], batch["passage_mask"])
     return (F.cross_entropy(start, batch["start"]) + F.cross_entropy(end, batch["end"])) / 2
 
@@ -425,7 +428,7 @@ def best_spans(start: torch.Tensor, end: torch.Tensor, max_len: int = 8) -> list
     """For each row, the (s, e) with s <= e < s + max_len that maximises start[s] + end[e]."""
     t = start.size(-1)
     pair = start.unsqueeze(-1) + end.unsqueeze(-2)  # (B, T, T): row s, column e
-    allowed = torch.ones(t, t, dtype=torch.bool).triu().tril(max_len - 1)
+    allowed = torch.ones(t, t, dtype=torch.bool, device=start.device).triu().tril(max_len - 1)
     pair = pair.masked_fill(~allowed, float("-inf"))
     flat = pair.flatten(1).argmax(dim=1)
     return [(int(i) // t, int(i) % t) for i in flat]
@@ -440,7 +443,7 @@ def predict(model: SpanQA, examples: Sequence[QAExample], vocab: QAVocab, block_
         for i in range(0, len(examples), batch_size):
             chunk = examples[i : i + batch_size]
             encoded = [encode(ex, vocab, block_size) for ex in chunk]
-            b = collate(encoded)
+            b = to_device(collate(encoded), model_device(model))
             for ex, e, (s, t) in zip(chunk, encoded,
                                      best_spans(*model(b["idx"], b["passage_mask"]), max_len)):
                 (c0, _), (_, c1) = e.offsets[s - e.passage_start], e.offsets[t - e.passage_start]
@@ -460,9 +463,9 @@ def sentence_attention(model: SpanQA, ex: QAExample, vocab: QAVocab,
     attention lands on the question and ``[SEP]``).
     """
     e = encode(ex, vocab, block_size)
-    b = collate([e])
+    b = to_device(collate([e]), model_device(model))
     with evaluating(model):
         _, attention = model.backbone.features(b["idx"], return_attention=True)
-    last = torch.stack([a[0, :, -1] for a in attention])  # (layers, heads, T)
+    last = torch.stack([a[0, :, -1] for a in attention]).cpu()  # (layers, heads, T)
     return torch.stack([last[..., s:t].sum(-1)
                         for s, t in sentence_spans(e.words, e.passage_start)], dim=-1)

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.files import MAX_TEXT_BYTES, read_text
 from lslm.model import GPT
@@ -346,7 +347,7 @@ class SentimentClassifier(nn.Module):
         """Scores (batch, labels), and the attention maps if asked for."""
         hidden, attention = self.backbone.features(idx, return_attention=return_attention)
         if self.pool == "last":
-            pooled = hidden[torch.arange(idx.size(0)), lengths - 1]  # the last real token of each row
+            pooled = hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]  # the last real token of each row
         else:
             real = (torch.arange(idx.size(1), device=idx.device) < lengths[:, None]).unsqueeze(-1)
             pooled = (hidden * real).sum(1) / lengths[:, None]
@@ -358,14 +359,14 @@ class SentimentClassifier(nn.Module):
     @torch.no_grad()
     def probs(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Probability of each label, (len(texts), labels)."""
-        out = []
+        out, device = [], model_device(self)
         with evaluating(self):
             for start in range(0, len(texts), batch_size):
-                idx, lengths = self.encode(texts[start : start + batch_size])
+                idx, lengths = (t.to(device) for t in self.encode(texts[start : start + batch_size]))
                 out.append(F.softmax(self(idx, lengths)[0], dim=-1))
         if not out:
             raise LslmError("no texts to classify: give at least one")
-        return torch.cat(out)
+        return torch.cat(out).cpu()  # on the CPU, wherever the model runs
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The likeliest label of each text."""
@@ -471,7 +472,7 @@ def word_attention(
     and layers, then the characters of each word are summed. The weights on spaces are
     left out, so the words' shares add up to a little under 1.
     """
-    idx, lengths = model.encode([text])
+    idx, lengths = (t.to(model_device(model)) for t in model.encode([text]))
     with evaluating(model):
         _, attention = model(idx, lengths, return_attention=True)
     layers = range(len(attention)) if layers is None else layers
@@ -507,21 +508,30 @@ def occlusion(model: SentimentClassifier, text: str, label: str = "pos") -> list
     return [(w, (p[i + 1] - p[0]).item()) for i, (w, _, _) in enumerate(word_spans(text))]
 
 
-def draw_words(ax, words: Sequence[tuple[str, float]], title: str = "", signed: bool = False) -> None:
+def draw_words(
+    ax, words: Sequence[tuple[str, float]], title: str = "", signed: bool = False,
+    scale: float | None = None,
+) -> None:
     """Draw a sentence on ``ax`` with each word's background coloured by its weight.
 
     ``signed=True`` colours negative weights blue and positive ones red (for occlusion).
+    ``scale`` is the weight drawn at full colour (larger ones are clipped to it); by
+    default the sentence's largest weight, which makes even tiny weights look strong, so
+    give a fixed scale (1.0 for a change of probability) to compare sentences.
     """
     import matplotlib.pyplot as plt
 
-    top = max((abs(v) for _, v in words), default=1.0) or 1.0
+    if scale is not None and not scale > 0:
+        raise LslmError(f"scale must be a positive number, got {scale!r}")
+    top = scale or max((abs(v) for _, v in words), default=1.0) or 1.0
     cmap = plt.get_cmap("RdBu_r" if signed else "Oranges")
     ax.set_axis_off()
     ax.set_title(title, fontsize=10, loc="left")
     previous = None
     for word, value in words:
-        shade = 0.5 + 0.5 * value / top if signed else 0.85 * value / top
-        strong = abs(value) / top > 0.6  # white text on the darkest backgrounds
+        share = max(-1.0, min(1.0, value / top))
+        shade = 0.5 + 0.5 * share if signed else 0.85 * share
+        strong = abs(share) > 0.6  # white text on the darkest backgrounds
         style = dict(fontsize=12, family="monospace", va="center", color="white" if strong else "black",
                      bbox=dict(facecolor=cmap(shade), edgecolor="none", pad=2.0))
         if previous is None:
