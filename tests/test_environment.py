@@ -76,7 +76,9 @@ def notebook_imports() -> dict[str, set[str]]:
     sources = {}
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(nb.read_text())["cells"]
-        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        # The Colab set-up cell imports google.colab, which exists only on Colab.
+        code = ["".join(c["source"]) for c in cells
+                if c["cell_type"] == "code" and "colab-setup" not in c["metadata"].get("tags", [])]
         # IPython magics and shell lines are not Python: leave them out.
         lines = [l for c in code for l in c.splitlines() if not l.lstrip().startswith(("%", "!"))]
         sources[nb.name] = "\n".join(lines)
