@@ -45,7 +45,7 @@ SAVED_AS = {
     **{k: "meta" for k in ("tokenizer", "vocab_size", "corpus")},
     **{k: "train_config" for k in ("batch_size", "grad_accum", "lr", "eval_interval", "seed", "amp", "compile")},
 }
-BUILT_IN_CORPORA = ("python-docs", "tinyshakespeare")  # lslm.data's names (imported late: it loads torch)
+BUILT_IN_CORPORA = ("python-docs", "tinyshakespeare", "world")  # lslm.data's names (imported late: it loads torch)
 
 
 # ----- option types: each refuses a bad value with argparse's one-line error -----------------
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a GPT and save checkpoints in --out")
     t.add_argument("--out", required=True, type=path_text, help="run folder for checkpoints")
     t.add_argument("--corpus", type=path_text,
-                   help="'python-docs' (default, built in), 'tinyshakespeare', "
-                   "a UTF-8 .txt file or a folder of them")
+                   help="'python-docs' (default, built in), 'tinyshakespeare', 'world' (stories "
+                   "from lslm.world, written on the spot), a UTF-8 .txt file or a folder of them")
     t.add_argument("--tokenizer", choices=["char", "bpe", "unigram"])
     t.add_argument("--vocab-size", type=whole(1, MAX_VOCAB_SIZE), help="for bpe/unigram (default 1000)")
     for name in ("n_layer", "n_head", "n_embd", "block_size"):

@@ -1,11 +1,13 @@
 """Corpora, train/val/test splits and random training batches.
 
-Two built-in corpora:
+Three built-in corpora:
 
 * ``"python-docs"`` (the default): the documentation CPython ships for ``help()``
   (``pydoc_data``), about 460,000 characters of English. No download, no install.
 * ``"tinyshakespeare"``: the 1.1 MB corpus from char-rnn, downloaded once into
   ``cache_dir()`` and checked against its sha256.
+* ``"world"``: 10,000 stories of the story world (``lslm.world``), about 6 MB, written
+  on the spot from a fixed seed (a few seconds), the same on every machine.
 
 Anything else is read as a UTF-8 text file or a folder of ``.txt`` files: regular files only
 (a FIFO or a device such as ``/dev/zero`` would block or never end) and at most
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 
 EMBEDDED = "python-docs"
 TINYSHAKESPEARE = "tinyshakespeare"
+WORLD = "world"
+WORLD_STORIES = 10_000  # the built-in "world" corpus: stories from seed WORLD_SEED
+WORLD_SEED = 0
+BUILT_IN_CORPORA = (EMBEDDED, TINYSHAKESPEARE, WORLD)
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
@@ -69,6 +75,15 @@ def python_docs_text() -> str:
         body = "\n".join(line for line in lines if not _UNDERLINE.fullmatch(line))
         parts.append(re.sub(r"\n{3,}", "\n\n", body).strip("\n"))
     return "\n\n".join(parts)
+
+
+@functools.lru_cache(maxsize=2)
+def world_text(stories: int = WORLD_STORIES, seed: int = WORLD_SEED) -> str:
+    """``stories`` stories of the story world as one corpus (``lslm.world.corpus_text``):
+    one story per line, a blank line between stories. Deterministic: no download, no cache file."""
+    from lslm.world import corpus_text
+
+    return corpus_text(stories, seed)
 
 
 def cache_dir() -> Path:
@@ -172,7 +187,7 @@ def _download(url: str, dest: Path, not_here: str, where: str) -> None:
 def _missing(path: Path) -> LslmError:
     return LslmError(
         f"no such file or folder: {path}: check the path, "
-        f"or use a built-in corpus ({EMBEDDED!r} or {TINYSHAKESPEARE!r})"
+        f"or use a built-in corpus ({EMBEDDED!r}, {TINYSHAKESPEARE!r} or {WORLD!r})"
     )
 
 
@@ -236,11 +251,14 @@ def read_text(path: str | Path) -> str:
 
 
 def load_corpus(source: str | Path | None = None) -> str:
-    """The text of a built-in corpus ("python-docs", "tinyshakespeare") or of a file or folder."""
+    """The text of a built-in corpus ("python-docs", "tinyshakespeare", "world") or of a file
+    or folder."""
     if source is None or (isinstance(source, str) and source == EMBEDDED):
         return python_docs_text()
     if isinstance(source, str) and source == TINYSHAKESPEARE:
         return read_text(tinyshakespeare_path())
+    if isinstance(source, str) and source == WORLD:
+        return world_text(WORLD_STORIES, WORLD_SEED)
     return read_text(source)
 
 

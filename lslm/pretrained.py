@@ -1,9 +1,12 @@
-"""A small pretrained model that later notebooks share: notebook 04's baby GPT.
+"""Small pretrained models, trained once on this machine and cached; nothing is downloaded.
 
-Notebooks 06 (generation), 07 (fine-tuning for sentiment) and 11 (looking inside) need
-a model that already knows some English. ``char_lm()`` trains notebook 04's recipe
-once, on the built-in corpus, and keeps the checkpoint in ``lslm.data.cache_dir()``,
-so the next notebook loads it in a moment. Nothing is downloaded.
+* ``char_lm()``: notebook 04's baby GPT. Notebooks 06 (generation), 07 (fine-tuning for
+  sentiment) and 11 (looking inside) need a model that already knows some English; it
+  trains notebook 04's recipe once, on the built-in corpus, and keeps the checkpoint in
+  ``lslm.data.cache_dir()``, so the next notebook loads it in a moment.
+* ``world_lm()``: the story world's base model (``lslm.world_model``): a BPE tokenizer and
+  a GPT of a few million parameters trained on stories from ``lslm.world``, which writes
+  stories that ``lslm.world.check_text`` judges well formed and on topic.
 """
 
 from __future__ import annotations
@@ -46,3 +49,12 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
     except OSError as e:  # a read-only home: still hand back the model, just uncached
         print(f"note: could not cache the model in {folder} ({e.strerror}); set LSLM_CACHE")
     return trainer.model.eval(), data.tokenizer
+
+
+def world_lm(recipe=None, *, retrain: bool = False, progress: bool = False) -> tuple[GPT, Tokenizer]:
+    """The story world's base model and its BPE tokenizer (``lslm.world_model.world_lm``):
+    the first call trains it (about 3 minutes on a 2-core laptop CPU), later calls load it
+    from ``cache_dir()/models``. ``recipe`` is a ``lslm.world_model.WorldRecipe``."""
+    from lslm import world_model
+
+    return world_model.world_lm(recipe, retrain=retrain, progress=progress)
