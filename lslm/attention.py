@@ -129,7 +129,12 @@ class KVCache:
 
     def __len__(self) -> int:
         """How many positions are cached."""
-        return 0 if self.keys[0] is None else self.keys[0].size(-2)
+        return self.seen(0)
+
+    def seen(self, layer: int) -> int:
+        """How many positions ``layer`` has cached (during a forward pass the layers before
+        it already hold the new tokens, the ones after it not yet)."""
+        return 0 if self.keys[layer] is None else self.keys[layer].size(-2)
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this step's keys and values for ``layer``; return all of them so far."""
@@ -138,6 +143,31 @@ class KVCache:
             v = torch.cat((self.values[layer], v), dim=-2)
         self.keys[layer], self.values[layer] = k, v
         return k, v
+
+
+def rope_angles(head_size: int, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoPE's rotation angles (Su et al. 2021, "RoFormer"): (len(positions), head_size / 2).
+
+    Pair i of a head's dimensions turns by ``position * base**(-2i / head_size)``: fast
+    for the first pairs, slow for the last, like the hands of a clock.
+    """
+    if head_size % 2:
+        raise LslmError(f"RoPE turns pairs of dimensions, so the head size must be even, got {head_size}")
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
+    return positions.float()[:, None] * inv_freq[None, :]
+
+
+def apply_rope(x: torch.Tensor, start: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotate queries or keys (batch, heads, time, head_size) by their positions
+    ``start, start+1, ...``: dimension i pairs with i + head_size/2 (the layout of Hugging
+    Face's Llama). The dot product of a query at m and a key at n then depends on m - n only:
+    attention sees relative positions, and the model needs no position embedding.
+    """
+    half = x.size(-1) // 2
+    angles = rope_angles(x.size(-1), torch.arange(start, start + x.size(-2), device=x.device), base)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class MultiHeadAttention(nn.Module):
@@ -193,10 +223,12 @@ class SelfAttention(MultiHeadAttention):
     """
 
     def __init__(
-        self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = False
+        self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = False,
+        rope: bool = False,
     ):
         super().__init__(n_embd, n_head, dropout)
         self.causal = causal
+        self.rope = rope  # rotate q and k by position (apply_rope) instead of a position embedding
         # One matrix makes Q, K and V for every head at once.
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
@@ -215,6 +247,9 @@ class SelfAttention(MultiHeadAttention):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``cache=(kv_cache, layer)`` reuses the keys and values of earlier tokens."""
         q, k, v = self.split_heads(x)
+        if self.rope:  # the new tokens come after the ones this layer has cached
+            start = 0 if cache is None else cache[0].seen(cache[1])
+            q, k = apply_rope(q, start), apply_rope(k, start)
         if cache is not None:
             k, v = cache[0].extend(cache[1], k, v)
         return self.mix(q, k, v, self.causal, key_mask, return_weights)
@@ -223,8 +258,9 @@ class SelfAttention(MultiHeadAttention):
 class CausalSelfAttention(SelfAttention):
     """Self-attention that never looks ahead: the kind a GPT uses."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
-        super().__init__(n_embd, n_head, dropout, bias, causal=True)
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
+                 rope: bool = False):
+        super().__init__(n_embd, n_head, dropout, bias, causal=True, rope=rope)
 
 
 class CrossAttention(MultiHeadAttention):

@@ -28,7 +28,8 @@ from lslm.recipes import RECIPES
 from lslm.tokenizers import MAX_VOCAB_SIZE
 
 # Model options when starting a new run; the recipe gives the shape, None means "not given".
-MODEL_DEFAULTS = {"n_layer": None, "n_head": None, "n_embd": None, "block_size": None, "dropout": 0.0}
+MODEL_DEFAULTS = {"n_layer": None, "n_head": None, "n_embd": None, "block_size": None, "dropout": 0.0,
+                  "position": "learned"}
 TOKENIZER_DEFAULTS = {"tokenizer": "char", "vocab_size": None, "corpus": None}
 DEFAULT_SEED = 1337
 
@@ -41,7 +42,7 @@ MAX_NEW_TOKENS = 100_000  # one `lslm sample`: the output is printed only at the
 RESUME_MAY_CHANGE = "--max-iters, --device, --tensorboard and --no-progress"
 # Options a resumed run keeps from its checkpoint, and where the checkpoint stores each.
 SAVED_AS = {
-    **{k: "model_config" for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")},
+    **{k: "model_config" for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "position")},
     **{k: "meta" for k in ("tokenizer", "vocab_size", "corpus")},
     **{k: "train_config" for k in ("batch_size", "grad_accum", "lr", "eval_interval", "seed", "amp", "compile")},
 }
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("n_layer", "n_head", "n_embd", "block_size"):
         t.add_argument("--" + name.replace("_", "-"), type=whole(1))
     t.add_argument("--dropout", type=real(0, 1, high_open=True))
+    t.add_argument("--position", choices=["learned", "rope"],
+                   help="learned position embeddings (GPT-2, the default) or rotary ones (RoPE)")
     t.add_argument("--recipe", choices=sorted(RECIPES),
                    help="a model shape and training settings measured together (lslm/recipes.py; "
                    "default baby); 'quick' reaches a lower loss in about 2 minutes on a 2-core CPU. "
@@ -229,7 +232,7 @@ def check_resume_options(args: argparse.Namespace, ckpt: dict) -> None:
         given = getattr(args, name)
         if given is None:
             continue
-        saved = _part(ckpt, part).get(name)
+        saved = _part(ckpt, part).get(name, "learned" if name == "position" else None)  # older runs
         if name == "corpus":  # None is the default corpus; paths compare as absolute paths
             same = (isinstance(saved, (str, type(None)))
                     and corpus_setting(given) == corpus_setting(saved or BUILT_IN_CORPORA[0]))
@@ -299,6 +302,7 @@ def new_run(args: argparse.Namespace, out: Path, say: Callable[..., None]) -> An
     def model_config(vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=settings["block_size"], n_layer=settings["n_layer"],
                          n_head=settings["n_head"], n_embd=settings["n_embd"], dropout=settings["dropout"],
+                         position=settings["position"],
                          bias=False)
 
     # The shape is checked before the corpus is read and a tokenizer trained, then again

@@ -39,6 +39,7 @@ class GPTConfig(DictConfig):
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     gelu_approx: str = "none"  # "tanh" is GPT-2's own GELU (needed to load its weights)
+    position: str = "learned"  # GPT-2's learned position embedding, or "rope": rotated q and k
 
     def __post_init__(self) -> None:
         # Types, not only values: bias="no" is truthy and 2.0 layers is not a size. A bool is
@@ -54,6 +55,11 @@ class GPTConfig(DictConfig):
             )
         if not isinstance(self.gelu_approx, str) or self.gelu_approx not in ("none", "tanh"):
             raise LslmError(f'gelu_approx must be "none" or "tanh", got {shown(self.gelu_approx)}')
+        if not isinstance(self.position, str) or self.position not in ("learned", "rope"):
+            raise LslmError(f'position must be "learned" or "rope", got {shown(self.position)}')
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise LslmError(f"RoPE turns pairs of dimensions: n_embd / n_head = {self.n_embd // self.n_head} "
+                            "must be even")
         self.dropout = real_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
         if not isinstance(self.bias, bool):
             raise LslmError(f"bias must be True or False, got {shown(self.bias)}")
@@ -76,7 +82,7 @@ def param_breakdown(config: GPTConfig) -> dict[str, int]:
     per_block = 2 * ln + attn + mlp
     return {
         "token_embedding": config.vocab_size * c,
-        "position_embedding": config.block_size * c,
+        "position_embedding": config.block_size * c if config.position == "learned" else 0,
         "blocks": config.n_layer * per_block,
         "final_layernorm": ln,
         "lm_head (tied)": 0,
@@ -143,7 +149,8 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.ln_1 = LayerNorm(config.n_embd, config.bias)
-        self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias)
+        self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
+                                        rope=config.position == "rope")
         self.ln_2 = LayerNorm(config.n_embd, config.bias)
         self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, config.gelu_approx)
         self.residual = Residual(config.dropout)
@@ -204,7 +211,8 @@ class GPT(NumParams, nn.Module):
         self.config = config
         with seeded(seed):
             self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
-            self.wpe = nn.Embedding(config.block_size, config.n_embd)  # position embedding
+            if config.position == "learned":  # with RoPE, attention itself sees positions
+                self.wpe = nn.Embedding(config.block_size, config.n_embd)
             self.drop = nn.Dropout(config.dropout)
             self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
             self.ln_f = LayerNorm(config.n_embd, config.bias)
@@ -240,7 +248,7 @@ class GPT(NumParams, nn.Module):
             tokens = self.wte(idx)
         except IndexError:  # what the embedding raises on CPU for an id outside the vocabulary
             raise self._id_error(idx) from None
-        x = self.drop(tokens + self.wpe(pos))
+        x = self.drop(tokens + self.wpe(pos) if self.config.position == "learned" else tokens)
         attention = []
         for i, block in enumerate(self.blocks):
             x, weights = block(x, return_attention, None if cache is None else (cache, i))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -41,6 +42,7 @@ from lslm.utils import evaluating
 # Bump when the way the model is built changes in a way the recipe does not show.
 WORLD_MODEL_VERSION = 1
 SEPARATOR = "\n\n"  # between stories: lslm.world.SEPARATOR (checked in the tests)
+_SENTENCE_END = re.compile(r'[.!?]"?(?=\s|$)')
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class WorldRecipe:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 256
+    position: str = "rope"  # rotary position embedding: names get copied sooner (RESULTS.md)
     block_size: int = 128  # about 500 characters: most of a story
     batch_size: int = 16
     max_iters: int = 1150
@@ -81,10 +84,11 @@ class WorldRecipe:
         real_number("lr", self.lr, low=0.0)
         real_number("min_lr", self.min_lr, low=0.0)
         real_number("beta2", self.beta2, 0.0, 1.0, high_open=True)
+        self.model_config(self.vocab_size)  # the shape's own checks (heads, position), one line each
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, bias=False)
+                         n_head=self.n_head, n_embd=self.n_embd, bias=False, position=self.position)
 
     def fingerprint(self) -> str:
         """A short hash of this recipe, the world generator and this module's version."""
@@ -263,7 +267,7 @@ def first_sentences(text: str, n: int) -> list[str]:
 @torch.no_grad()
 def write_stories(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], *,
                   max_new_tokens: int = 320, temperature: float = 0.8, top_k: int | None = None,
-                  seed: int = 0, chunk: int = 48) -> list[str]:
+                  top_p: float | None = None, seed: int = 0, chunk: int = 48) -> list[str]:
     """Continue each prompt until the story separator (a blank line) or ``max_new_tokens``;
     each story is its prompt and the continuation cut before the separator, on one line.
 
@@ -275,9 +279,7 @@ def write_stories(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], *,
     max_new_tokens = whole_number("max_new_tokens", max_new_tokens, minimum=1)
     chunk = whole_number("chunk", chunk, minimum=1)
     seed = whole_number("seed", seed, minimum=0)
-    if isinstance(prompts, str) or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise LslmError("prompts must be a list of non-empty strings, e.g. the first sentence of "
-                        "each story (see first_sentences)")
+    _check_prompts(prompts)
     out = []
     for i, prompt in enumerate(prompts):
         # No space after the prompt: in training text the space starts the next piece ("▁He").
@@ -288,7 +290,7 @@ def write_stories(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], *,
             context = (ids + new)[-model.config.block_size :]
             take = min(chunk, max_new_tokens - len(new))
             got = model.generate(torch.tensor([context]), take, temperature=temperature,
-                                 top_k=top_k, seed=(seed + i) * 1000 + step)
+                                 top_k=top_k, top_p=top_p, seed=(seed + i) * 1000 + step)
             new += got[0, len(context) :].tolist()
             step += 1
             if SEPARATOR in tokenizer.decode(new):
@@ -297,11 +299,69 @@ def write_stories(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], *,
     return out
 
 
+def _check_prompts(prompts: object) -> None:
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts or not all(
+            isinstance(p, str) and p.strip() for p in prompts):
+        raise LslmError("prompts must be a list of non-empty strings, e.g. the first sentence of "
+                        "each story (see first_sentences)")
+
+
 def _story(prompt: str, continuation: str) -> str:
     """The prompt and its continuation up to the separator, as one line (single newlines and
-    runs of spaces become one space, as ``check_text`` reads them anyway)."""
-    body = continuation.split(SEPARATOR)[0]
+    runs of spaces become one space, as ``check_text`` reads them anyway). A continuation
+    that stopped before the separator loses its unfinished last sentence: the checker would
+    count a sentence cut off by the token budget as malformed."""
+    body, *rest = continuation.split(SEPARATOR)
+    if not rest:
+        ends = [m.end() for m in _SENTENCE_END.finditer(body)]
+        body = body[: ends[-1]] if ends else ""
     return " ".join((prompt + body).split())
+
+
+@torch.no_grad()
+def sample_stories(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], *,
+                   max_new_tokens: int | None = None, temperature: float = 0.8,
+                   top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> list[str]:
+    """Like ``write_stories``, but fast: prompts of the same length in tokens are sampled
+    together as one batch, every row for ``max_new_tokens`` (default: until the context
+    window is full, so the KV cache serves every step). Each story is cut at the separator,
+    or else after its last finished sentence."""
+    check_tokenizer(model, tokenizer)
+    _check_prompts(prompts)
+    seed = whole_number("seed", seed, minimum=0)
+    encoded = [tokenizer.encode(p)[-model.config.block_size + 1 :] for p in prompts]
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        groups.setdefault(len(ids), []).append(i)
+    out: list[str] = [""] * len(prompts)
+    for length, members in sorted(groups.items()):
+        new = model.config.block_size - length if max_new_tokens is None else max_new_tokens
+        new = whole_number("max_new_tokens", new, minimum=1)
+        got = model.generate(torch.tensor([encoded[i] for i in members]), new, temperature=temperature,
+                             top_k=top_k, top_p=top_p, seed=seed * 1000 + length)
+        for row, i in zip(got.cpu().tolist(), members):
+            out[i] = _story(prompts[i], tokenizer.decode(row[length:]))
+    return out
+
+
+def compare_settings(model: GPT, tokenizer: Tokenizer, prompts: Sequence[str],
+                     methods: dict[str, dict] | None = None, *, seed: int = 0,
+                     max_new_tokens: int | None = None) -> list[dict]:
+    """Each sampling setting's stories for ``prompts`` (``sample_stories``), judged by the
+    world's checker (``judge``) and measured for variety: one row per setting with its
+    settings, the stories, the judge's rates, ``distinct_2`` over all its stories and the
+    mean share of repeated word 3-grams per story (``lslm.generate``)."""
+    from lslm.generate import METHODS, distinct_n, repeated_share
+
+    methods = METHODS if methods is None else methods
+    rows = []
+    for name, settings in methods.items():
+        stories = sample_stories(model, tokenizer, prompts, seed=seed, max_new_tokens=max_new_tokens,
+                                 **settings)
+        rows.append({"method": name, **settings, "samples": stories, **judge(stories),
+                     "distinct_2": distinct_n(stories, 2),
+                     "repeated_3": sum(repeated_share(s, 3) for s in stories) / len(stories)})
+    return rows
 
 
 def judge(stories: Sequence[str], prompt_sentences: int = 1) -> dict:

@@ -100,6 +100,10 @@ def test_bad_recipes_are_refused():
         wm.with_recipe(n_layer=0)
     with pytest.raises(LslmError, match="WorldRecipe"):
         wm.world_lm({"n_layer": 2})
+    with pytest.raises(LslmError, match="position"):
+        wm.with_recipe(position="sinusoidal")
+    with pytest.raises(LslmError, match="divisible"):
+        wm.with_recipe(n_embd=250)
 
 
 # ----------------------------------------------------------------- tokenizer, writing, judging
@@ -135,6 +139,40 @@ def test_a_tiny_model_writes_stories_the_checker_reads(cache):
     with pytest.raises(LslmError, match="prompts"):
         wm.write_stories(model, tok, "Once upon a time.")
 
+
+
+def test_a_story_cut_by_the_token_budget_loses_only_its_unfinished_sentence():
+    opening = "Once upon a time, there was a cook named Tom."
+    assert wm._story(opening, " He was happy. He went to the") == opening + " He was happy."
+    assert wm._story(opening, ' "Hi!" said Tom. He') == opening + ' "Hi!" said Tom.'
+    assert wm._story(opening, " He was happy.\n\nOnce upon") == opening + " He was happy."
+    assert wm._story(opening, " He went to the") == opening  # nothing finished: nothing added
+    assert wm._story(opening, " He was\nhappy.") == opening + " He was happy."
+
+
+def test_batched_stories_match_one_at_a_time_and_settings_are_compared(cache):
+    model, tok = wm.world_lm(TINY)
+    val = lslm.data.split_text(lslm.data.world_text(TINY.stories, TINY.seed)).val
+    prompts = wm.first_sentences(val, 5) + ["Once upon a time, there was a cook named Tom."]
+    stories = wm.sample_stories(model, tok, prompts, max_new_tokens=12, seed=3)
+    assert len(stories) == 6 and all(s.startswith(p) for s, p in zip(stories, prompts))
+    assert stories == wm.sample_stories(model, tok, prompts, max_new_tokens=12, seed=3)
+    # Greedy decoding does not depend on the batch: each prompt alone gives its own story.
+    greedy = wm.sample_stories(model, tok, prompts, max_new_tokens=12, temperature=0)
+    for prompt, story in zip(prompts, greedy):
+        ids = tok.encode(prompt)
+        alone = model.generate(torch.tensor([ids]), 12, temperature=0)[0, len(ids):].tolist()
+        assert story == wm._story(prompt, tok.decode(alone))
+    assert len({len(tok.encode(p)) for p in prompts}) > 1  # so more than one batch ran
+    rows = wm.compare_settings(model, tok, prompts, {"greedy": {"temperature": 0.0},
+                                                     "hot": {"temperature": 2.0, "top_p": 0.9}},
+                               max_new_tokens=12)
+    assert [r["method"] for r in rows] == ["greedy", "hot"]
+    assert rows[0]["samples"] == greedy and rows[1]["top_p"] == 0.9
+    for row in rows:
+        assert row["stories"] == 6 and 0 <= row["distinct_2"] <= 1 and 0 <= row["repeated_3"] <= 1
+    with pytest.raises(LslmError, match="prompts"):
+        wm.sample_stories(model, tok, [])
 
 def test_judge_scores_true_stories_perfectly_and_skips_the_prompt():
     stories = corpus_text(30, seed=5).strip().split(SEPARATOR)
