@@ -66,3 +66,17 @@ def test_every_topic_module_registers_on_import():
     assert "basics" in topics
     solvers = {ex.solve.__module__ for ex in EXERCISES.values()}
     assert {f"lslm.checks.{t}" for t in topics} <= solvers
+
+
+def test_pronouns_that_disagree_counts_by_the_worlds_reference_rule(capsys):
+    from lslm.checks import check
+
+    opening = "Once upon a time, there was a cook named Tom."
+    assert EXERCISES["pronouns_that_disagree"].solve(story=opening + " He was happy.") == 0
+    assert EXERCISES["pronouns_that_disagree"].solve(story=opening + " She lost her hat.") == 2
+    # A pronoun means the most recently named character: after "Mia", "she" is right; in
+    # "Tom gave her", "her" means Tom, who was named last, so it is wrong.
+    story = opening + " He had a friend named Mia, who was a nurse. She smiled. Tom gave her a hat."
+    assert EXERCISES["pronouns_that_disagree"].solve(story=story) == 1
+    assert check("pronouns_that_disagree", 1, story=story)
+    assert not check("pronouns_that_disagree", 0, story=story)
