@@ -250,7 +250,7 @@ def markdown(res: dict, args) -> str:
         f"{res['load_after'][0]:.1f} after (1 minute)",
         "",
         f"Recipe: {r['stories']:,} stories (seed {r['seed']}), BPE {r['vocab_size']}, GPT "
-        f"{r['n_layer']}x{r['n_head']}x{r['n_embd']} context {r['block_size']} "
+        f"{r['n_layer']}x{r['n_head']}x{r['n_embd']} context {r['block_size']}, {r['position']} positions "
         f"({res['params']:,} parameters), batch {r['batch_size']}, {r['max_iters']} steps, "
         f"lr {r['lr']:g} -> {r['min_lr']:g}, amp {r['amp']}, compile {r['compile']}",
         "",

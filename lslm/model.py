@@ -3,6 +3,8 @@
 The shape follows GPT-2: token + position embeddings, a stack of pre-LayerNorm
 Transformer blocks (attention then MLP, each added back to a residual stream), a final
 LayerNorm and a language-model head whose weights are tied to the token embedding.
+``position="rope"`` swaps the learned position embedding for rotary ones (RoPE, as in
+Llama): attention turns each query and key by its position instead.
 
 The parts below the config (``LayerNorm``, ``MLP``, the ``Residual`` sublayer, weight
 initialisation and tying) are shared with the encoder-decoder model in ``lslm.seq2seq``.
@@ -243,12 +245,13 @@ class GPT(NumParams, nn.Module):
                 f"the input has {start + t} tokens but the model's block_size is "
                 f"{self.config.block_size}: crop it to the last block_size tokens"
             )
-        pos = torch.arange(start, start + t, device=idx.device)
         try:
-            tokens = self.wte(idx)
+            x = self.wte(idx)
         except IndexError:  # what the embedding raises on CPU for an id outside the vocabulary
             raise self._id_error(idx) from None
-        x = self.drop(tokens + self.wpe(pos) if self.config.position == "learned" else tokens)
+        if self.config.position == "learned":  # RoPE instead turns q and k inside attention
+            x = x + self.wpe(torch.arange(start, start + t, device=idx.device))
+        x = self.drop(x)
         attention = []
         for i, block in enumerate(self.blocks):
             x, weights = block(x, return_attention, None if cache is None else (cache, i))

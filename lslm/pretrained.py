@@ -1,12 +1,12 @@
 """Small pretrained models, trained once on this machine and cached; nothing is downloaded.
 
-* ``char_lm()``: notebook 04's baby GPT. Notebooks 06 (generation), 07 (fine-tuning for
-  sentiment) and 11 (looking inside) need a model that already knows some English; it
-  trains notebook 04's recipe once, on the built-in corpus, and keeps the checkpoint in
+* ``char_lm()``: notebook 04's baby GPT. Notebooks 07 (fine-tuning for sentiment) and 11
+  (looking inside) need a model that already knows some English; it trains notebook 04's
+  recipe once, on the built-in corpus, and keeps the checkpoint in
   ``lslm.data.cache_dir()``, so the next notebook loads it in a moment.
 * ``world_lm()``: the story world's base model (``lslm.world_model``): a BPE tokenizer and
   a GPT of a few million parameters trained on stories from ``lslm.world``, which writes
-  stories that ``lslm.world.check_text`` judges well formed and on topic.
+  stories that ``lslm.world.check_text`` judges well formed and on topic (notebook 06).
 """
 
 from __future__ import annotations

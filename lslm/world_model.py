@@ -10,6 +10,11 @@ whether its pronouns agree and whether it stays with the story's characters.
     model, tok = world_lm()                      # trained once (a few minutes), then cached
     stories = write_stories(model, tok, ["Once upon a time, there was a baker named Tom."])
     judge(stories)                               # {'well_formed': ..., 'pronoun_agreement': ...}
+    compare_settings(model, tok, prompts, {"greedy": {"temperature": 0}, "hot": {"temperature": 1.5}})
+
+``write_stories`` samples one story at a time until it ends; ``sample_stories`` samples
+prompts of the same length together, up to the context window, which is much faster and
+what ``compare_settings`` (notebook 06) uses.
 
 The first call generates the corpus (``lslm.data.world_text``), trains the tokenizer
 and the GPT with the library's ``Trainer`` and saves them under

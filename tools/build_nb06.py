@@ -198,9 +198,9 @@ print(f"top-p 0.8 keeps {(mine > 0).sum().item()} of {tok.vocab_size} pieces her
 md("""
 ## 3 · Sameness against nonsense, measured by the judge
 
-Each rule below continues the same 32 openings, all at once in a batch, until the
-128-token window is full (about three quarters of a story); the judge reads every
-finished sentence the model added. Two kinds of numbers:
+Each rule below continues the same 32 openings, openings of the same length together in a
+batch, until the model's context window is full; the judge reads every finished sentence
+the model added. Two kinds of numbers:
 
 * **quality**, from the judge: well formed, pronouns agree, on topic;
 * **variety**: **distinct-2**, the share of different word pairs among all word pairs of
@@ -319,7 +319,7 @@ ax.set_yticks(range(len(rows_shown)), [f"{pieces[i]} → next is {pieces[i + 1]}
 for x in names:
     ax.get_xticklabels()[x].set_color("tab:red")
 ax.set(title=f"Layer {layer}, head {head} on a held-out story: attention from the token before each repeated "
-             "name (names in red, ␣ = space)", xlabel="the story's tokens (the first 128)")
+             "name (names in red, ␣ = space)", xlabel=f"the story's tokens (at most {model.config.block_size})")
 fig.tight_layout()
 plt.show()
 assert share.max() > 0.5  # one head reads the earlier mentions of the name about to come
