@@ -187,7 +187,11 @@ def test_a_stop_signal_saves_a_checkpoint_that_resumes(tmp_path, corpus, name, c
     out = tmp_path / "run"
     args = [sys.executable, "-m", "lslm", "train", "--out", str(out), "--corpus", str(corpus), *TINY]
     args[args.index("--max-iters") + 1] = "1000000"
-    with started(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: give
+    # the child the disposition a terminal's foreground job has, wherever this suite runs.
+    default_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None
+    with started(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 preexec_fn=default_sigint) as proc:
         deadline = time.time() + 120
         while not (out / "ckpt.pt").exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)  # the first periodic checkpoint: training is under way
