@@ -267,8 +267,9 @@ print("temperature 1.6:", textwrap.shorten(by["temperature 1.6"]["samples"][0], 
 md("""
 Greedy decoding writes good sentences, but nearly the *same* story for every opening: only
 the names and a few words change, so distinct-2 is lowest. (A model this well fitted to its
-world does not fall into loops: repeated 3-grams stay near 1% for every rule. Notebook 04's
-character model, sampled greedily, repeats itself within a few lines.) High temperatures give variety by sampling tokens
+world does not fall into loops: repeated 3-grams stay near 1% for every rule. The small
+character model of notebook 04 does: `compare_methods(*char_lm(), "The list ")` from
+`lslm.generate` shows its greedy samples repeating most of their word triples.) High temperatures give variety by sampling tokens
 the model itself thinks unlikely, and the judge sees grammar break. Top-k and top-p cut
 that unlikely tail before sampling, so a high temperature keeps most of its variety with
 fewer broken sentences. No setting makes a weak model strong: a better model moves the
