@@ -36,6 +36,7 @@ The baselines, on the same corpus:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -131,6 +132,10 @@ def main() -> int:
                         help="OMP_WAIT_POLICY=ACTIVE, as `lslm train` sets it (default: as a notebook runs)")
     parser.add_argument("--tiny", action="store_true",
                         help="a tiny recipe, to check that the benchmark runs (its figures mean nothing)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change one field of the world recipe (repeatable), e.g. --set max_iters=1700")
+    parser.add_argument("--world-only", action="store_true",
+                        help="measure the world model alone (skip the n-gram and char baselines)")
     parser.add_argument("--cache", type=Path,
                         help="an empty (or new) folder to use as LSLM_CACHE and keep afterwards "
                         "(default: a temporary one); notebooks can then load the model from it")
@@ -143,6 +148,8 @@ def main() -> int:
     if args.tiny:
         recipe = wm.with_recipe(stories=200, vocab_size=400, tokenizer_chars=50_000, n_layer=1, n_head=2,
                                 n_embd=32, block_size=32, batch_size=4, max_iters=20, warmup_iters=2)
+    if args.set:
+        recipe = dataclasses.replace(recipe, **parse_fields(args.set, recipe))
     res: dict = {"recipe": recipe.__dict__, "threads": args.threads}
 
     # 1. pretraining from an empty cache
@@ -189,6 +196,8 @@ def main() -> int:
     rows["world GPT (BPE)"].update(perplexities(wm.sliding_nats(model, val_ids), len(val_ids) - 1, val))
     samples = {"world GPT (BPE)": stories[:2]}
     print("world:", json.dumps(rows["world GPT (BPE)"]), flush=True)
+    if args.world_only:
+        return 0
 
     # the n-gram baseline, over the same BPE tokens
     train_ids = data.tokens["train"].numpy()
@@ -232,6 +241,18 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=str))
     return 0
+
+
+def parse_fields(pairs: list[str], recipe) -> dict:
+    """``["max_iters=1700", "compile=true"]`` -> typed values for the recipe's fields."""
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in recipe.__dataclass_fields__:
+            raise SystemExit(f"--set {pair}: the world recipe has no field {name!r}")
+        kind = type(getattr(recipe, name))
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
 
 
 def pct(x: float) -> str:

@@ -22,6 +22,8 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("11_inside_the_model.ipynb", "Inside the model: interpretability, control, limitations"),
     ("12_the_tools.ipynb",
      "The tools: Hugging Face weights, TensorBoard and training on several processes"),
+    ("13_summarization.ipynb",
+     "Text summarization: ROUGE, faithfulness, and a model that learns to summarize"),
 )
 
 

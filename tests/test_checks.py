@@ -80,3 +80,17 @@ def test_pronouns_that_disagree_counts_by_the_worlds_reference_rule(capsys):
     assert EXERCISES["pronouns_that_disagree"].solve(story=story) == 1
     assert check("pronouns_that_disagree", 1, story=story)
     assert not check("pronouns_that_disagree", 0, story=story)
+
+
+def test_summarization_exercises_score_the_answers_of_the_library(capsys):
+    from lslm.world import stories
+
+    assert EXERCISES["rouge1_recall"].solve(hypothesis="the cat", reference="The cat sat down.") == 0.5
+    s = stories(1, seed=3)[0]
+    helper = s.characters[1].name
+    stranger = next(n for n in ("Zelda", "Ulrich") if n not in {c.name for c in s.characters})
+    assert EXERCISES["false_facts"].solve(summary=s.summary, story=s) == 0
+    edited = s.summary.replace(helper, stranger)
+    assert EXERCISES["false_facts"].solve(summary=edited, story=s) == 2  # a stranger, the wrong helper
+    assert check("false_facts", 2, summary=edited, story=s)
+    assert not check("false_facts", 1, summary=edited, story=s)

@@ -144,6 +144,7 @@ def fit(
     seed: int = 0,
     callbacks: list[Callback] | None = None,
     progress: bool = False,
+    amp: bool = False,
 ) -> list[float]:
     """Train a task model with the library's one loop (``lslm.loop.TrainLoop``): AdamW,
     linear warmup then cosine decay to lr/10, gradient clipping.
@@ -151,14 +152,15 @@ def fit(
     ``sample_batch(generator)`` draws a batch from a generator seeded with ``seed``;
     ``loss_fn(model, batch)`` returns the scalar loss. Returns the loss of every step; each
     callback is called as ``callback(loop, record)`` after every step, and ``progress=True``
-    shows a progress bar. The model is left in the mode it was in.
+    shows a progress bar; ``amp`` trains under bfloat16 autocast. The model is left in the
+    mode it was in.
     """
     if steps < 1:
         raise LslmError(f"steps must be at least 1, got {steps}")
     warmup = max(1, steps // 10) if warmup is None else warmup
     cfg = TrainConfig(max_iters=steps, lr=lr, min_lr=lr / 10, warmup_iters=warmup,
                       weight_decay=weight_decay, beta1=0.9, beta2=0.99, grad_clip=grad_clip,
-                      eval_interval=0, seed=seed, progress=progress)
+                      eval_interval=0, seed=seed, progress=progress, amp=amp)
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)  # batches are drawn on the CPU and follow the model
     # The per-tensor AdamW: its rounding differs slightly from the fused kernel's, and the

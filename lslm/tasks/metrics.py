@@ -1,7 +1,9 @@
-"""Scores for generated text against references: BLEU, chrF and exact match.
+"""Scores for generated text against references: BLEU, chrF, exact match and ROUGE.
 
-All three take a list of hypotheses (what the model wrote) and a list of references
-(one per hypothesis, what it should have written), and return a score from 0 to 100.
+Each takes a list of hypotheses (what the model wrote) and a list of references
+(one per hypothesis, what it should have written). BLEU, chrF and exact match return a
+score from 0 to 100; ROUGE returns fractions from 0 to 1, as the ``rouge-score`` package
+(the one papers report it with) does.
 
 * **BLEU** (Papineni et al. 2002) counts the word n-grams (n = 1..4) of the hypotheses
   that also occur in their references, over the whole corpus, and multiplies their
@@ -20,15 +22,35 @@ Popović 2015 proposed beta = 3; chrF++ (Popović 2017), sacrebleu and WMT use b
 
 Words are split on whitespace; no other normalisation is done, so tokenise (or
 lower-case) both sides the same way before scoring.
+
+**ROUGE** (Lin 2004) is the usual score for summaries. Where BLEU asks "how much of what
+the model wrote is in the reference?" (precision), ROUGE also asks "how much of the
+reference did the model cover?" (recall), and reports their F1 = 2·P·R / (P + R).
+
+* **ROUGE-1** and **ROUGE-2** count the word unigrams (bigrams) the hypothesis and its
+  reference share, clipped as in BLEU: precision = shared / hypothesis n-grams, recall =
+  shared / reference n-grams.
+* **ROUGE-L** uses the longest common subsequence (LCS): the longest run of words that
+  appear in both texts in the same order, not necessarily next to each other. Precision =
+  LCS / hypothesis words, recall = LCS / reference words. It rewards getting the order
+  right without demanding exact bigrams.
+
+ROUGE scores each pair on its own and averages over the corpus (BLEU and chrF pool their
+counts first). Unlike BLEU and chrF, ROUGE normalises the text itself, exactly as Google's
+``rouge-score`` package does with ``use_stemmer=False`` (tests/test_rouge.py checks the
+numbers against it): lower-case, turn every run of characters other than ``a-z`` and
+``0-9`` into a space, split on whitespace. So "The cat!" and "the CAT" are the same two
+words, and accented letters are dropped.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from lslm.errors import LslmError
+from lslm.errors import LslmError, shown
 from lslm.utils import ngrams  # also importable from here: BLEU and chrF are built on it
 
 
@@ -143,3 +165,111 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     _check_pair(hypotheses, references)
     same = sum(h.split() == r.split() for h, r in zip(hypotheses, references))
     return 100.0 * same / len(hypotheses)
+
+
+# ROUGE ----------------------------------------------------------------------------------
+
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass
+class RougeScore:
+    """One ROUGE score for one hypothesis: precision, recall and their F1, each 0-1."""
+
+    precision: float
+    recall: float
+    fmeasure: float
+
+
+def _f1(precision: float, recall: float) -> float:
+    if precision + recall == 0.0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def _check_text(name: str, text: object) -> None:
+    if not isinstance(text, str):
+        raise LslmError(
+            f"{name} must be one string, got {shown(text)}: "
+            "pass a single sentence (rouge() takes lists)"
+        )
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's words: lower-case, every run of non ``a-z0-9`` characters a space, split.
+
+    ``rouge_tokens("The cat's mat!")`` is ``["the", "cat", "s", "mat"]``.
+    """
+    _check_text("text", text)
+    return _NOT_ALPHANUMERIC.sub(" ", text.lower()).split()
+
+
+def rouge_n(hypothesis: str, reference: str, n: int = 1) -> RougeScore:
+    """ROUGE-n of one hypothesis against its reference, from clipped n-gram overlap.
+
+    All three numbers are 0 when either side has no n-grams (say, an empty string, or one
+    word for ``n=2``).
+    """
+    _check_text("hypothesis", hypothesis)
+    _check_text("reference", reference)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise LslmError(
+            f"n must be a whole number of at least 1 (1 for ROUGE-1, 2 for ROUGE-2), got {shown(n)}"
+        )
+    h_counts = ngrams(rouge_tokens(hypothesis), n)
+    r_counts = ngrams(rouge_tokens(reference), n)
+    h_total, r_total = sum(h_counts.values()), sum(r_counts.values())
+    if h_total == 0 or r_total == 0:
+        return RougeScore(0.0, 0.0, 0.0)
+    # Clipping: an n-gram is shared at most as often as the side with fewer copies has it.
+    overlap = sum(min(c, r_counts[g]) for g, c in h_counts.items())
+    precision, recall = overlap / h_total, overlap / r_total
+    return RougeScore(precision, recall, _f1(precision, recall))
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (dynamic programming).
+
+    ``table[i][j]`` is the LCS length of the first ``i`` tokens of ``a`` and the first ``j``
+    of ``b``. If those last tokens are equal, the LCS can end with that token: one more
+    than ``table[i-1][j-1]``. If not, at least one of them is not in the LCS: drop either
+    and keep the longer. Time and memory grow as ``len(a) * len(b)``.
+    """
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            if a[i - 1] == b[j - 1]:
+                table[i][j] = table[i - 1][j - 1] + 1
+            else:
+                table[i][j] = max(table[i - 1][j], table[i][j - 1])
+    return table[len(a)][len(b)]
+
+
+def rouge_l(hypothesis: str, reference: str) -> RougeScore:
+    """ROUGE-L of one hypothesis against its reference, from their longest common subsequence.
+
+    All three numbers are 0 when either side has no words.
+    """
+    _check_text("hypothesis", hypothesis)
+    _check_text("reference", reference)
+    h, r = rouge_tokens(hypothesis), rouge_tokens(reference)
+    if not h or not r:
+        return RougeScore(0.0, 0.0, 0.0)
+    lcs = lcs_length(h, r)
+    precision, recall = lcs / len(h), lcs / len(r)
+    return RougeScore(precision, recall, _f1(precision, recall))
+
+
+def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 over the pairs, as ``{"rouge1", "rouge2", "rougeL"}``.
+
+    The values are fractions from 0 to 1, as ``rouge-score`` reports them, not 0-100 like
+    ``corpus_bleu`` and ``chrf``: multiply by 100 to put them side by side.
+    """
+    _check_pair(hypotheses, references)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for hyp, ref in zip(hypotheses, references):
+        totals["rouge1"] += rouge_n(hyp, ref, 1).fmeasure
+        totals["rouge2"] += rouge_n(hyp, ref, 2).fmeasure
+        totals["rougeL"] += rouge_l(hyp, ref).fmeasure
+    return {name: total / len(hypotheses) for name, total in totals.items()}

@@ -1,0 +1,144 @@
+"""Fine-tuning a language model on (prompt, response) pairs.
+
+Summarization (notebook 13) and instruction tuning (notebook 14) teach a pretrained GPT the
+same way: each example is a prompt followed by the response we want, and the model learns to
+predict the response's tokens. The loss is *masked to the response*: the prompt's tokens are
+read but not predicted (their targets are ``IGNORE``, which cross-entropy skips), so every
+gradient step is spent on writing answers rather than on modelling the prompts again.
+
+* ``encode_example`` / ``Example``: the token ids and where the response starts.
+* ``example_batch``: a padded (input, target) batch, masked or not.
+* ``finetune``: the library's one training loop (``lslm.tasks.common.fit``) on such batches;
+  with LoRA adapters only they train (frozen parameters are left out of the optimizer).
+* ``response_loss``: mean loss per response token, for held-out examples.
+* ``complete``: greedy answers, cut at a stop string.
+* ``with_context``: a RoPE model that reads longer inputs than it was pretrained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lslm.errors import LslmError, whole_number
+from lslm.model import GPT
+from lslm.tasks.common import fit
+
+IGNORE = -100  # F.cross_entropy's default ignore_index: a target that costs nothing
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt and response as token ids: ``ids[:start]`` is the prompt."""
+
+    ids: tuple[int, ...]
+    start: int
+
+
+def encode_example(encode: Callable[[str], list[int]], prompt: str, response: str,
+                   block_size: int) -> Example:
+    """Tokenize ``prompt`` then ``response`` (each on its own, so the boundary is exact)."""
+    if not isinstance(prompt, str) or not isinstance(response, str) or not response:
+        raise LslmError("an example needs a prompt and a non-empty response, both strings")
+    p, r = encode(prompt), encode(response)
+    # +1: the model reads all but the last token, so an example may be one token longer.
+    if len(p) + len(r) > block_size + 1:
+        raise LslmError(f"this prompt and response take {len(p) + len(r)} tokens, more than the "
+                        f"model's context of {block_size}: shorten the prompt or use "
+                        f"with_context(model, {len(p) + len(r)}) on a RoPE model")
+    return Example(tuple(p + r), len(p))
+
+
+def example_batch(examples: Sequence[Example], pad_id: int = 0,
+                  mask_prompt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets, right-padded to the longest example.
+
+    Targets are the inputs shifted by one. Padding never counts; with ``mask_prompt`` the
+    prompt's tokens do not count either, so the loss is the response's alone.
+    """
+    width = max(len(e.ids) for e in examples) - 1
+    x = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids = torch.tensor(e.ids)
+        n = len(ids) - 1
+        x[row, :n] = ids[:-1]
+        y[row, :n] = ids[1:]
+        if mask_prompt:  # target t is token t+1: the response's first token is target start-1
+            y[row, : e.start - 1] = IGNORE
+    return x, y
+
+
+def _loss(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return net(*batch)[1]
+
+
+def finetune(model: torch.nn.Module, examples: Sequence[Example], *, steps: int, batch_size: int = 16,
+             lr: float = 1e-3, mask_prompt: bool = True, pad_id: int = 0, seed: int = 0,
+             amp: bool = True, callbacks: list | None = None) -> list[float]:
+    """Train ``model`` in place on batches of ``examples`` drawn at random; returns each step's
+    loss. Warmup then cosine decay, AdamW, gradient clipping (``lslm.tasks.common.fit``)."""
+    if not examples:
+        raise LslmError("there are no examples to fine-tune on: pass at least one Example")
+    batch_size = whole_number("batch_size", batch_size, minimum=1)
+    model.train()
+
+    def sample(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
+        return example_batch([examples[i] for i in picks], pad_id, mask_prompt)
+
+    losses = fit(model, _loss, sample, steps, lr=lr, seed=seed, callbacks=callbacks, amp=amp)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def response_loss(model: GPT, examples: Sequence[Example], batch_size: int = 32) -> float:
+    """Mean cross-entropy per response token (nats) over ``examples``."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        x, y = example_batch(examples[i : i + batch_size])
+        logits = model(x)[0]
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += int((y != IGNORE).sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
+             prompts: Sequence[str], max_new_tokens: int = 48, stop: str = "\n") -> list[str]:
+    """The greedy continuation of each prompt, cut before the first ``stop``, stripped."""
+    model.eval()
+    out = []
+    for prompt in prompts:
+        ids = encode(prompt)
+        if len(ids) >= model.config.block_size:
+            raise LslmError(f"the prompt takes {len(ids)} tokens and leaves no room in the model's "
+                            f"context of {model.config.block_size}: shorten it")
+        room = min(max_new_tokens, model.config.block_size - len(ids))
+        got = model.generate(torch.tensor([ids]), room, temperature=0.0)[0, len(ids) :].tolist()
+        out.append(decode(got).split(stop)[0].strip())
+    return out
+
+
+def with_context(model: GPT, block_size: int) -> GPT:
+    """A copy of a RoPE ``model`` that reads up to ``block_size`` tokens.
+
+    Rotary positions have no table of positions to outgrow: attention sees only how far
+    apart two tokens are, so the same weights run on longer inputs. Distances beyond those
+    seen in pretraining are new to the model, and fine-tuning at the longer length teaches
+    them (position interpolation, Chen et al. 2023, is a gentler way to do the same).
+    """
+    block_size = whole_number("block_size", block_size, minimum=1)
+    if model.config.position != "rope":
+        raise LslmError("only a model with rotary positions (position='rope') can read past its "
+                        f"context of {model.config.block_size}: learned positions stop there")
+    longer = GPT(replace(model.config, block_size=block_size))
+    longer.load_state_dict(model.state_dict())
+    if hasattr(model, "tokenizer_fingerprint"):  # what check_tokenizer reads
+        longer.tokenizer_fingerprint = model.tokenizer_fingerprint
+    return longer.to(next(model.parameters()).device).eval()
