@@ -13,6 +13,7 @@ gradient step is spent on writing answers rather than on modelling the prompts a
 * ``response_loss``: mean loss per response token, for held-out examples.
 * ``complete``: greedy answers, cut at a stop string.
 * ``with_context``: a RoPE model that reads longer inputs than it was pretrained on.
+* ``add_token_rows``: room in the embedding for new tokens (a chat template's markers).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _loss(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tor
 
 def finetune(model: torch.nn.Module, examples: Sequence[Example], *, steps: int, batch_size: int = 16,
              lr: float = 1e-3, mask_prompt: bool = True, pad_id: int = 0, seed: int = 0,
-             amp: bool = True, callbacks: list | None = None) -> list[float]:
+             amp: bool = True, callbacks: list | None = None, progress: bool = False) -> list[float]:
     """Train ``model`` in place on batches of ``examples`` drawn at random; returns each step's
     loss. Warmup then cosine decay, AdamW, gradient clipping (``lslm.tasks.common.fit``)."""
     if not examples:
@@ -90,7 +91,8 @@ def finetune(model: torch.nn.Module, examples: Sequence[Example], *, steps: int,
         picks = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
         return example_batch([examples[i] for i in picks], pad_id, mask_prompt)
 
-    losses = fit(model, _loss, sample, steps, lr=lr, seed=seed, callbacks=callbacks, amp=amp)
+    losses = fit(model, _loss, sample, steps, lr=lr, seed=seed, callbacks=callbacks, amp=amp,
+                 progress=progress)
     model.eval()
     return losses
 
@@ -142,3 +144,20 @@ def with_context(model: GPT, block_size: int) -> GPT:
     if hasattr(model, "tokenizer_fingerprint"):  # what check_tokenizer reads
         longer.tokenizer_fingerprint = model.tokenizer_fingerprint
     return longer.to(next(model.parameters()).device).eval()
+
+
+def add_token_rows(model: GPT, n: int) -> GPT:
+    """A copy of ``model`` with ``n`` more token ids (for special tokens added to its tokenizer).
+
+    The new embedding rows start at the mean of the old ones, a neutral token, so the model
+    behaves as before on old ids; the output layer shares the embedding, so the new tokens
+    can also be predicted, and fine-tuning teaches when.
+    """
+    n = whole_number("n", n, minimum=1)
+    grown = GPT(replace(model.config, vocab_size=model.config.vocab_size + n))
+    state = dict(model.state_dict())
+    old = state["wte.weight"]
+    state["wte.weight"] = torch.cat([old, old.mean(0, keepdim=True).expand(n, -1)])
+    state["lm_head.weight"] = state["wte.weight"]
+    grown.load_state_dict(state)
+    return grown.to(old.device).eval()

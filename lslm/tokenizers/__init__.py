@@ -17,6 +17,7 @@ from ..errors import LslmError, shown
 from ..files import read_json
 from .base import Tokenizer
 from .char import CharTokenizer
+from .chat import ChatTemplate, ChatTokenizer, check_chat_tokenizer
 from .sentencepiece import DEFAULT_VOCAB_SIZE, MAX_TRAIN_CHARS, SentencePieceTokenizer
 
 TOKENIZER_KINDS = ("char", "bpe", "unigram")
@@ -28,6 +29,9 @@ MAX_VOCAB_SIZE = 1_000_000  # far beyond any useful subword vocabulary
 __all__ = [
     "TOKENIZER_KINDS",
     "CharTokenizer",
+    "ChatTemplate",
+    "ChatTokenizer",
+    "check_chat_tokenizer",
     "SentencePieceTokenizer",
     "Tokenizer",
     "load_tokenizer",
@@ -72,6 +76,8 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
         raise LslmError(
             "this is not a tokenizer state (a dict with a 'kind'): save the tokenizer again"
         )
+    if state["kind"] == "chat":
+        return ChatTokenizer.from_state(state, tokenizer_from_state(state.get("base")))
     if _check_kind(state["kind"]) == "char":
         return CharTokenizer.from_state(state)
     return SentencePieceTokenizer.from_state(state)

@@ -1,0 +1,244 @@
+"""From a language model to an assistant, on the story world.
+
+The world knows the answer to every question about its stories, so each step of making an
+assistant can be scored against the truth:
+
+* ``instructions``: one instruction data set that mixes three tasks about a story: answer a
+  question about it, say whether it ends happily or sadly, summarize it.
+* ``plain_prompt`` / ``few_shot_prompt``: the same tasks asked of the base model in plain
+  text, with ``k`` solved examples first (in-context learning).
+* ``score``: 1 for a right answer or ending, and for a summary the share of the true
+  summary's facts it gets right (``lslm.summarize.fact_coverage``).
+* ``preference_pairs``: a right answer preferred over one with a false fact (the story's
+  other character, another place or thing), for DPO.
+* ``assistant_lm``: the world model instruction-tuned with a chat template, trained once and
+  cached like ``world_lm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from lslm.errors import LslmError, whole_number
+from lslm.finetune import Example, add_token_rows, encode_example, finetune, with_context
+from lslm.model import GPT
+from lslm.summarize import fact_coverage
+from lslm.tokenizers import ChatTemplate, ChatTokenizer, Tokenizer, check_chat_tokenizer
+from lslm.world import Story, split
+from lslm.world import lexicon as lx
+
+TASKS = ("answer", "ending", "summary")
+ENDING_QUESTION = "Did the story end happily or sadly?"
+SUMMARY_REQUEST = "Summarize the story."
+ASSISTANT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One task about one story: what the user asks and the true answer."""
+
+    task: str  # "answer", "ending" or "summary"
+    story: Story
+    request: str  # the question or request that follows the story
+    answer: str
+
+    @property
+    def instruction(self) -> str:
+        return f"{self.story.text}\n{self.request}"
+
+
+def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS, seed: int = 0) -> list[Instruction]:
+    """One instruction per story and task; a question task asks one of the story's questions,
+    a different kind from story to story."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise LslmError(f"unknown task {shown_list(unknown)}: use some of {', '.join(TASKS)}")
+    rng = random.Random(seed)
+    out = []
+    for story in stories:
+        for task in tasks:
+            if task == "answer":
+                q = rng.choice(story.questions)
+                out.append(Instruction(task, story, q.question, q.answer))
+            elif task == "ending":
+                out.append(Instruction(task, story, ENDING_QUESTION, "happily" if story.ending == "happy" else "sadly"))
+            else:
+                out.append(Instruction(task, story, SUMMARY_REQUEST, story.summary))
+    return out
+
+
+def shown_list(items: Sequence[str]) -> str:
+    return ", ".join(repr(i) for i in items) or "(none)"
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+def score(item: Instruction, reply: str) -> float:
+    """How right ``reply`` is: 1 or 0 for an answer (the same words as the truth, case and
+    punctuation aside) or an ending; for a summary, the share of its true facts it states."""
+    if item.task == "summary":
+        return fact_coverage(reply, item.story)
+    return float(_norm(reply) == _norm(item.answer))
+
+
+def plain_prompt(item: Instruction) -> str:
+    """The task in plain text, for the base model: the story, the request, "Answer:"."""
+    return f"{item.instruction}\nAnswer:"
+
+
+# --------------------------------------------------------------------------- chat
+def chat_example(tokenizer: ChatTokenizer, item: Instruction, block_size: int,
+                 template: ChatTemplate | None = None) -> Example:
+    """The instruction as a chat prompt and its true answer as the response (masked loss)."""
+    template = template or getattr(tokenizer, "template", None) or ChatTemplate()
+    check_chat_tokenizer(tokenizer, template)
+    return encode_example(tokenizer.encode, template.prompt(" " + item.instruction),
+                          template.response(" " + item.answer), block_size)
+
+
+def chat_examples(tokenizer: ChatTokenizer, items: Sequence[Instruction], block_size: int) -> list[Example]:
+    """The items that fit in ``block_size`` tokens, as chat examples."""
+    out = []
+    for item in items:
+        try:
+            out.append(chat_example(tokenizer, item, block_size))
+        except LslmError:
+            if not isinstance(tokenizer, ChatTokenizer):
+                raise
+    return out
+
+
+def chat_model(base: GPT, tokenizer: Tokenizer, block_size: int = 288,
+               template: ChatTemplate | None = None) -> tuple[GPT, ChatTokenizer]:
+    """The base model with room for the template's markers and a longer (RoPE) context, and
+    its chat tokenizer: the starting point of instruction tuning."""
+    chat_tok = ChatTokenizer(tokenizer, template)
+    model = add_token_rows(with_context(base, block_size), len(chat_tok.special_ids))
+    return model, chat_tok
+
+
+@torch.no_grad()
+def reply(model: GPT, tokenizer: ChatTokenizer, instruction: str, max_new_tokens: int = 48) -> str:
+    """The assistant's greedy answer to ``instruction``, up to its end marker."""
+    template = tokenizer.template
+    ids = tokenizer.encode(template.prompt(" " + instruction))
+    if len(ids) >= model.config.block_size:
+        raise LslmError(f"the instruction takes {len(ids)} tokens and the model reads "
+                        f"{model.config.block_size}: shorten it")
+    end = tokenizer.special_ids[template.end]
+    model.eval()
+    out: list[int] = []
+    cache_ids = torch.tensor([ids])
+    got = model.generate(cache_ids, min(max_new_tokens, model.config.block_size - len(ids)), temperature=0.0)
+    for i in got[0, len(ids):].tolist():
+        if i == end:
+            break
+        out.append(i)
+    return tokenizer.decode([i for i in out if i < tokenizer.base.vocab_size]).strip()
+
+
+# ------------------------------------------------------------------- cached assistant
+@dataclass(frozen=True)
+class AssistantRecipe:
+    """How ``assistant_lm`` instruction-tunes the world model (measured in RESULTS.md)."""
+
+    stories: int = 1500  # of split(stories, seed): its train part becomes instructions
+    seed: int = 1
+    block_size: int = 288
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 2e-3
+    train_seed: int = 0
+
+    def fingerprint(self, base_fingerprint: str) -> str:
+        text = json.dumps({**self.__dict__, "v": ASSISTANT_VERSION, "base": base_fingerprint}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def world_instructions(recipe: AssistantRecipe | None = None) -> dict[str, list[Instruction]]:
+    """The instruction sets of the recipe's train, val and test stories (test: whole
+    character x place x goal combinations that train never has)."""
+    recipe = recipe or AssistantRecipe()
+    parts = split(recipe.stories, seed=recipe.seed)
+    return {name: instructions(stories, seed=i) for i, (name, stories) in enumerate(parts.items())}
+
+
+def train_assistant(base: GPT, tokenizer: Tokenizer, recipe: AssistantRecipe | None = None, *,
+                    progress: bool = False) -> tuple[GPT, ChatTokenizer, list[float]]:
+    """Instruction-tune ``base`` on the mixed tasks (loss masked to the answers)."""
+    recipe = recipe or AssistantRecipe()
+    model, chat_tok = chat_model(base, tokenizer, recipe.block_size)
+    examples = chat_examples(chat_tok, world_instructions(recipe)["train"], recipe.block_size)
+    losses = finetune(model, examples, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                      seed=recipe.train_seed, progress=progress)
+    return model, chat_tok, losses
+
+
+TRAINED = {"count": 0}  # how many times this process trained an assistant (the tests read it)
+
+
+def assistant_lm(recipe: AssistantRecipe | None = None, *, world_recipe=None,
+                 progress: bool = False) -> tuple[GPT, ChatTokenizer]:
+    """The instruction-tuned world model and its chat tokenizer, trained once and cached in
+    ``LSLM_CACHE`` next to the world model (about a minute on a 2-core CPU). A cached file
+    that is corrupt, or another recipe's or base model's, is trained again."""
+    from lslm.checkpoint import checkpoint_file, load_checkpoint, load_model, save_checkpoint
+    from lslm.data import cache_dir
+    from lslm.world_model import WorldRecipe, world_lm
+
+    recipe = recipe or AssistantRecipe()
+    world_recipe = world_recipe or WorldRecipe()
+    base, tokenizer = world_lm(world_recipe, progress=progress)
+    fingerprint = recipe.fingerprint(world_recipe.fingerprint())
+    folder = cache_dir() / "models" / f"assistant-v{ASSISTANT_VERSION}-{fingerprint}"
+    if checkpoint_file(folder).exists():
+        try:
+            if (load_checkpoint(folder).get("meta") or {}).get("assistant_fingerprint") != fingerprint:
+                raise LslmError("another recipe's assistant")
+            model, chat_tok = load_model(folder)
+            return model.eval(), chat_tok
+        except LslmError as e:
+            print(f"note: the cached assistant could not be used ({e}); training it again")
+    model, chat_tok, _ = train_assistant(base, tokenizer, recipe, progress=progress)
+    TRAINED["count"] += 1
+    try:
+        save_checkpoint(folder, model=model.state_dict(), model_config=model.config.to_dict(),
+                        tokenizer=chat_tok.state(), meta={"assistant_fingerprint": fingerprint})
+    except LslmError as e:
+        print(f"note: could not cache the assistant ({e}); set LSLM_CACHE")
+    return model, chat_tok
+
+
+# ------------------------------------------------------------------- preferences
+def false_answer(item: Instruction, rng: random.Random) -> str:
+    """A wrong answer that sounds right: the story's other character, another place, another
+    thing, the other ending."""
+    story = item.story
+    names = [c.name for c in story.characters]
+    if item.task == "ending":
+        return "sadly" if item.answer == "happily" else "happily"
+    if item.answer in names:
+        return next(n for n in names if n != item.answer)
+    place = story.places[0]
+    if item.answer == f"the {place}":
+        return "the " + rng.choice([p.name for p in lx.PLACES if p.name != place])
+    for thing in story.objects:
+        if thing in item.answer.split():
+            other = rng.choice([t for k in lx.KINDS.values() for t in k.nouns if t != thing])
+            return item.answer.replace(thing, other)
+    if item.answer.startswith(("a ", "an ")):
+        job = item.answer.split(" ", 1)[1]
+        other = rng.choice([j for j in lx.JOBS if j != job])
+        return ("an " if other[0] in "aeiou" else "a ") + other
+    # a "why": blame the other character instead
+    return item.answer.replace(names[0], names[1]) if names[0] in item.answer else item.answer + " again"
