@@ -304,3 +304,57 @@ def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
     assert after["src"] != src  # ...and it is the 6-layer one, drawn before the bad edit
     shoot(page, config, Path(tmp_path) / "config-explorer-invalid.png")
     page.close()
+
+
+CHAT = [
+    "from lslm.finetune import encode_example, finetune\n"
+    "from lslm.model import GPT, GPTConfig\n"
+    "from lslm.tokenizers import ChatTokenizer, train_tokenizer\n"
+    "from lslm.widgets import ChatWidget\n"
+    "text = 'Tom had a red kite. Anna went to the farm. Where did Tom go? He went to the park. ' * 30\n"
+    "chat = ChatTokenizer(train_tokenizer('bpe', text, vocab_size=300))\n"
+    "model = GPT(GPTConfig(vocab_size=chat.vocab_size, block_size=128, n_layer=2, n_head=2,\n"
+    "                      n_embd=32, position='rope'), seed=0)\n"
+    "t = chat.template\n"
+    "pairs = [('Where did Tom go?', 'the park'), ('Who went to the farm?', 'Anna')]\n"
+    "finetune(model, [encode_example(chat.encode, t.prompt(' ' + q), t.response(' ' + a), 128)\n"
+    "                 for q, a in pairs], steps=60, batch_size=4, lr=1e-2, amp=False)",
+    "ChatWidget(model, chat, 'Where did Tom go?')",
+]
+
+
+def test_chat_widget_in_chromium(browser, lab, tmp_path):
+    """Type an instruction, press Send: the answer and the attention picture change."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CHAT]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab["root"] / "chat.ipynb")
+    page = open_and_run_all(browser, lab, "chat.ipynb", timeout_s=180)
+
+    widget = page.locator(".lslm-chat-widget").first
+    widget.wait_for(timeout=60_000)
+    widget.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.lslm-chat-widget img.lslm-image');"
+        " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    assert "the park" in widget.locator(".lslm-answer").inner_text()
+    src = img_state(page, "lslm-chat-widget")["src"]
+
+    box = widget.locator(".lslm-control-instruction textarea")
+    box.fill("Who went to the farm?")
+    widget.locator("button.lslm-control-send").click()
+    page.wait_for_function(
+        "() => { const a = document.querySelector('.lslm-chat-widget .lslm-answer');"
+        " return a && a.innerText.includes('Anna'); }", timeout=30_000)
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('.lslm-chat-widget img.lslm-image');"
+        " return i && i.src !== old && i.complete && i.naturalWidth > 0; }", arg=src[0],
+        timeout=30_000)
+    after = img_state(page, "lslm-chat-widget")
+    assert after["count"] == 1 and after["width"][0] > 0
+    size = widget.locator("img.lslm-image").bounding_box()
+    assert size and size["width"] > 0 and size["height"] > 0, "the picture is not laid out"
+    assert box.input_value() == "Who went to the farm?"
+    assert "the park" not in widget.locator(".lslm-answer").inner_text()
+    shoot(page, widget, screenshots_dir(tmp_path) / "chat-widget.png")
+    page.close()

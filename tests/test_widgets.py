@@ -14,6 +14,7 @@ from lslm.tokenizers import train_tokenizer
 from lslm.train import TrainConfig, Trainer
 from lslm.widgets import (
     AttentionExplorer,
+    ChatWidget,
     ConfigExplorer,
     PlotWidget,
     SamplingPlayground,
@@ -697,3 +698,129 @@ def test_no_font_warnings_when_drawing_cjk_text(fresh_font_lookups, caplog):
     warned = [r.getMessage() for r in caplog.records if r.name == "matplotlib.font_manager"
               and r.levelno >= logging.WARNING]
     assert not warned, warned[:3]
+
+
+# ----- ChatWidget ------------------------------------------------------------------------------
+
+CHAT_TEXT = "Tom had a red kite. Anna went to the farm. Where did Tom go? He went to the park. " * 30
+
+
+@pytest.fixture(scope="module")
+def chat_tok():
+    from lslm.tokenizers import ChatTokenizer
+
+    return ChatTokenizer(train_tokenizer("bpe", CHAT_TEXT, vocab_size=300))
+
+
+def _chat_gpt(chat_tok) -> GPT:
+    return GPT(GPTConfig(vocab_size=chat_tok.vocab_size, block_size=128, n_layer=2, n_head=2,
+                         n_embd=32, position="rope"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def chat_gpt(chat_tok):
+    return _chat_gpt(chat_tok)
+
+
+@pytest.fixture(scope="module")
+def taught_gpt(chat_tok):
+    """The tiny model taught two answers (a second or so), so it stops at <|end|>."""
+    from lslm.finetune import encode_example, finetune
+
+    t = chat_tok.template
+    model = _chat_gpt(chat_tok)
+    examples = [encode_example(chat_tok.encode, t.prompt(" " + q), t.response(" " + a), 128)
+                for q, a in (("Where did Tom go?", "the park"), ("Who went to the farm?", "Anna"))]
+    finetune(model, examples, steps=60, batch_size=4, lr=1e-2, amp=False)
+    return model
+
+
+def test_chat_ask_matches_reply(chat_gpt, taught_gpt, chat_tok):
+    from lslm.assistant import reply
+
+    w = ChatWidget(chat_gpt, chat_tok, "Where did Tom go?")
+    assert {"lslm-widget", "lslm-chat-widget"} <= set(classes(w.box))
+    for name in ("instruction", "layer", "head", "send"):
+        assert f"lslm-control-{name}" in classes(w.controls[name])
+        assert w.controls[name] in _descendants(w.box)
+    assert w.answer in _descendants(w.box) and "lslm-answer" in classes(w.answer)
+    assert w.last_answer == reply(chat_gpt, chat_tok, "Where did Tom go?")
+    for q in ("Who had a red kite?", "Anna went to the farm."):
+        assert w.ask(q) == reply(chat_gpt, chat_tok, q)
+        assert w.instruction.value == q  # asked from code: the box shows what was asked
+    # An untrained model never writes <|end|>: the answer is cut, said as a note, not an error.
+    assert w.last_error is None and "cut" in w.message.value and "lslm-note" in w.message.value
+
+    taught = ChatWidget(taught_gpt, chat_tok, "Where did Tom go?")
+    assert taught.last_answer == "the park" == reply(taught_gpt, chat_tok, "Where did Tom go?")
+    assert "the park" in taught.answer.value and taught.message.value == ""
+    result = taught.frame["result"]
+    assert result["written"][-1] == chat_tok.special_ids["<|end|>"]  # the end marker's row too
+
+
+def test_chat_picture_is_the_attention_from_the_answer_to_the_prompt(taught_gpt, chat_tok):
+    from lslm.interpret import attention_maps
+
+    w = ChatWidget(taught_gpt, chat_tok, "Who went to the farm?")
+    assert w.png.startswith(PNG_MAGIC) and w.image.value == w.png
+    result = w.frame["result"]
+    prompt, written = result["prompt"], result["written"]
+    assert w.frame["w"].shape == (len(written), len(prompt))
+    # Row k: the position that wrote answer token k (the one before it), over the prompt.
+    maps = attention_maps(taught_gpt, prompt + written[:-1])
+    p = len(prompt)
+    expected = maps[w.layer.value, 0].mean(dim=0)[p - 1:, :p]
+    torch.testing.assert_close(torch.from_numpy(w.frame["w"]), expected)
+    changed_picture(w, "layer", 0)
+    expected = maps[0, 0, 1, p - 1:, :p]
+    changed_picture(w, "head", 1)
+    torch.testing.assert_close(torch.from_numpy(w.frame["w"]), expected)
+    assert "head 1" in w.describe()
+
+
+def test_chat_mimebundle_has_a_png_fallback(chat_gpt, chat_tok):
+    import base64
+
+    w = ChatWidget(chat_gpt, chat_tok, "Where did Tom go?")
+    bundle = w._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and bundle[WIDGET_VIEW]["model_id"] == w.box.model_id
+    assert base64.b64decode(bundle["image/png"]) == w.png
+    assert "ChatWidget" in bundle["text/plain"]
+
+
+def test_chat_bad_instructions_show_a_message_and_keep_everything(taught_gpt, chat_tok):
+    w = ChatWidget(taught_gpt, chat_tok, "Where did Tom go?")
+    png, answer, count = w.png, w.answer.value, w.ask_count
+    w.instruction.value = "   "
+    w.send.click()
+    assert "type an instruction" in w.message.value and "type an instruction" in w.last_error
+    assert w.instruction.value == "   "
+    assert w.ask("") is None and "type an instruction" in w.message.value
+    long = "Tom had a red kite. " * 40
+    w.instruction.value = long
+    assert w.ask(long) is None
+    assert "shorten it" in w.message.value and "128" in w.message.value
+    assert w.instruction.value == long  # the text stays, to be shortened
+    assert (w.png, w.answer.value, w.ask_count) == (png, answer, count)
+    assert not w.send.disabled
+    assert w.ask("Where did Tom go?") == "the park" and w.last_error is None
+    # An empty default instruction: a message, no exception, no picture yet.
+    empty = ChatWidget(taught_gpt, chat_tok, "")
+    assert empty.png == b"" and "type an instruction" in empty.message.value
+
+
+def test_chat_needs_a_chat_tokenizer(chat_gpt, chat_tok):
+    with pytest.raises(LslmError, match="ChatTokenizer"):
+        ChatWidget(chat_gpt, chat_tok.base)
+    with pytest.raises(LslmError, match="max_new_tokens"):
+        ChatWidget(chat_gpt, chat_tok, max_new_tokens=0)
+
+
+def test_chat_send_button_answers_the_text_box(taught_gpt, chat_tok):
+    w = ChatWidget(taught_gpt, chat_tok, "Where did Tom go?")
+    png, count = w.png, w.ask_count
+    w.instruction.value = "Who went to the farm?"
+    w.send.click()  # runs the button's click handlers, as a click in the browser does
+    assert w.ask_count == count + 1 and w.last_answer == "Anna"
+    assert "Anna" in w.answer.value and "the park" not in w.answer.value
+    assert w.png != png and w.last_error is None

@@ -10,6 +10,7 @@ kernel threads at once, and captured inline plots would race. See ``base.PlotWid
 
 from .attention import AttentionExplorer, previous_token_score
 from .base import PlotWidget
+from .chat import ChatWidget
 from .compute import ComputeEstimator
 from .config import ConfigExplorer
 from .sampling import SamplingPlayground
@@ -18,6 +19,7 @@ from .training import TrainingDashboard
 
 __all__ = [
     "AttentionExplorer",
+    "ChatWidget",
     "ComputeEstimator",
     "ConfigExplorer",
     "PlotWidget",
