@@ -250,6 +250,15 @@ def test_notebook_05_widgets_in_chromium(browser, lab, tmp_path):
     page.close()
 
 
+def run_scratch_notebook(browser, lab, name: str, sources: list[str]):
+    """Write a notebook of these code cells into the lab's folder, open it and run it all."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab["root"] / name)
+    return open_and_run_all(browser, lab, name, timeout_s=180)
+
+
 GALLERY = [
     "from lslm.data import python_docs_text\n"
     "from lslm.widgets import ConfigExplorer, TokenExplorer\n"
@@ -261,11 +270,7 @@ GALLERY = [
 
 def test_token_and_config_explorers_in_chromium(browser, lab, tmp_path):
     """The two widgets that notebooks 01 and 03 show, in a small scratch notebook."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in GALLERY]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab["root"] / "gallery.ipynb")
-    page = open_and_run_all(browser, lab, "gallery.ipynb", timeout_s=180)
+    page = run_scratch_notebook(browser, lab, "gallery.ipynb", GALLERY)
     shots = screenshots_dir(tmp_path)
 
     tokens = page.locator(".lslm-token-explorer").first
@@ -325,11 +330,7 @@ CHAT = [
 
 def test_chat_widget_in_chromium(browser, lab, tmp_path):
     """Type an instruction, press Send: the answer and the attention picture change."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CHAT]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab["root"] / "chat.ipynb")
-    page = open_and_run_all(browser, lab, "chat.ipynb", timeout_s=180)
+    page = run_scratch_notebook(browser, lab, "chat.ipynb", CHAT)
 
     widget = page.locator(".lslm-chat-widget").first
     widget.wait_for(timeout=60_000)

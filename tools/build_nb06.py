@@ -1,21 +1,7 @@
 """Write notebooks/06_text_generation.ipynb from the cells below (then run it with nbval
 and tidy it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-import sys
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text: str) -> None:
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text: str, *tags: str) -> None:
-    cells.append(new_code_cell(text.strip("\n"), metadata={"tags": ["nbval-ignore-output", *tags]}))
-
+from nbbuild import code, md, write
 
 md("""
 # 06 · Text generation: how a model writes, and how to steer the dice
@@ -442,7 +428,4 @@ md("""
 **Next:** [07 · Sentiment analysis](07_sentiment_analysis.ipynb) fine-tunes a pretrained model to read the sentiment of a review.
 """)
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(nb, sys.argv[1] if len(sys.argv) > 1 else "notebooks/06_text_generation.ipynb")
+write("notebooks/06_text_generation.ipynb")

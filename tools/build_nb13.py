@@ -1,21 +1,7 @@
 """Write notebooks/13_summarization.ipynb from the cells below (then run it with nbval and
 tidy it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-import sys
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text: str) -> None:
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text: str, *tags: str) -> None:
-    cells.append(new_code_cell(text.strip("\n"), metadata={"tags": ["nbval-ignore-output", *tags]}))
-
+from nbbuild import code, md, write
 
 md("""
 # 13 · Text summarization: ROUGE, faithfulness, and a model that learns to summarize
@@ -365,7 +351,4 @@ md("""
 how to run the tests.
 """)
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(nb, sys.argv[1] if len(sys.argv) > 1 else "notebooks/13_summarization.ipynb")
+write("notebooks/13_summarization.ipynb")
