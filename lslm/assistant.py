@@ -3,10 +3,9 @@
 The world knows the answer to every question about its stories, so each step of making an
 assistant can be scored against the truth:
 
-* ``instructions``: one instruction data set that mixes three tasks about a story: answer a
-  question about it, say whether it ends happily or sadly, summarize it.
-* ``plain_prompt`` / ``few_shot_prompt``: the same tasks asked of the base model in plain
-  text, with ``k`` solved examples first (in-context learning).
+* ``instructions``: one instruction data set that mixes three tasks about a story: answer
+  its questions, say whether it ends happily or sadly, summarize it.
+* ``plain_prompt``: the same tasks asked of the base model in plain text.
 * ``score``: 1 for a right answer or ending, and for a summary the share of the true
   summary's facts it gets right (``lslm.summarize.fact_coverage``).
 * ``preference_pairs``: a right answer preferred over one with a false fact (the story's
@@ -55,19 +54,22 @@ class Instruction:
         return f"{self.story.text}\n{self.request}"
 
 
-def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS, seed: int = 0) -> list[Instruction]:
-    """One instruction per story and task; a question task asks one of the story's questions,
-    a different kind from story to story."""
+def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS) -> list[Instruction]:
+    """The instructions of each story, task by task: every one of its questions (who, where,
+    what, why, the helper's job), whether it ends happily or sadly, and its summary.
+
+    Every question of every story, not one at random: with one question per story, 600 steps
+    of tuning left "Who helped X?" answered with X itself; with all five, the assistant
+    learned to find the helper (benchmarks/RESULTS.md).
+    """
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         raise LslmError(f"unknown task {shown_list(unknown)}: use some of {', '.join(TASKS)}")
-    rng = random.Random(seed)
     out = []
     for story in stories:
         for task in tasks:
             if task == "answer":
-                q = rng.choice(story.questions)
-                out.append(Instruction(task, story, q.question, q.answer))
+                out += [Instruction(task, story, q.question, q.answer) for q in story.questions]
             elif task == "ending":
                 out.append(Instruction(task, story, ENDING_QUESTION, "happily" if story.ending == "happy" else "sadly"))
             else:
@@ -155,7 +157,7 @@ class AssistantRecipe:
     stories: int = 1500  # of split(stories, seed): its train part becomes instructions
     seed: int = 1
     block_size: int = 288
-    steps: int = 600
+    steps: int = 900
     batch_size: int = 8
     lr: float = 2e-3
     train_seed: int = 0
@@ -170,7 +172,7 @@ def world_instructions(recipe: AssistantRecipe | None = None) -> dict[str, list[
     character x place x goal combinations that train never has)."""
     recipe = recipe or AssistantRecipe()
     parts = split(recipe.stories, seed=recipe.seed)
-    return {name: instructions(stories, seed=i) for i, (name, stories) in enumerate(parts.items())}
+    return {name: instructions(stories) for name, stories in parts.items()}
 
 
 def train_assistant(base: GPT, tokenizer: Tokenizer, recipe: AssistantRecipe | None = None, *,

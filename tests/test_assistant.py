@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lslm.assistant import (ENDING_QUESTION, SUMMARY_REQUEST, TASKS, chat_example, false_answer,
+from lslm.assistant import (ENDING_QUESTION, SUMMARY_REQUEST, chat_example, false_answer,
                             instructions, plain_prompt, score)
 from lslm.errors import LslmError
 from lslm.tokenizers import ChatTokenizer, train_tokenizer
@@ -13,16 +13,19 @@ from lslm.world import stories
 STORIES = stories(120, seed=4)
 
 
-def test_each_story_gets_one_instruction_per_task_with_the_true_answer():
+def test_each_story_gets_every_question_its_ending_and_its_summary_with_the_true_answers():
     items = instructions(STORIES)
-    assert len(items) == 3 * len(STORIES)
-    for story, group in zip(STORIES, zip(*[iter(items)] * 3)):
-        assert [i.task for i in group] == list(TASKS) and all(i.story is story for i in group)
-        question, ending, summary = group
-        assert (question.request, question.answer) in {(q.question, q.answer) for q in story.questions}
+    per_story = len(STORIES[0].questions) + 2
+    assert len(items) == per_story * len(STORIES)
+    for k, story in enumerate(STORIES):
+        group = items[k * per_story : (k + 1) * per_story]
+        assert all(i.story is story for i in group)
+        *questions, ending, summary = group
+        assert [(i.task, i.request, i.answer) for i in questions] == [
+            ("answer", q.question, q.answer) for q in story.questions]
         assert ending.request == ENDING_QUESTION and ending.answer == {"happy": "happily", "sad": "sadly"}[story.ending]
-        assert summary.request == SUMMARY_REQUEST and summary.answer == story.summary
-        assert question.instruction.startswith(story.text)
+        assert summary.task == "summary" and summary.request == SUMMARY_REQUEST and summary.answer == story.summary
+        assert questions[0].instruction == f"{story.text}\n{story.questions[0].question}"
 
 
 def test_the_truth_scores_one_and_a_wrong_answer_zero():
