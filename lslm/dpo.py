@@ -224,9 +224,14 @@ def encode_pairs(
 
 
 def dpo_step(
-    policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor], beta: float = 0.1
+    policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor], beta: float = 0.1,
+    nll_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch from ``encode_pairs``, ready for ``loss.backward()``.
+
+    ``nll_weight`` > 0 adds that much of the chosen answers' negative log-likelihood per
+    token (as in iterative RPO, Pang et al. 2024): plain DPO may lower the chosen answer's
+    probability as long as it lowers the rejected one's faster; this term keeps it up.
 
     The policy's log-probabilities keep their gradients; the reference's are computed
     under ``torch.no_grad`` with the reference in eval mode (no dropout: a fixed anchor).
@@ -247,7 +252,14 @@ def dpo_step(
     with torch.no_grad(), evaluating(reference):
         ref_chosen = sequence_logprobs(reference, batch["chosen_ids"], batch["chosen_mask"])
         ref_rejected = sequence_logprobs(reference, batch["rejected_ids"], batch["rejected_mask"])
-    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    loss, stats = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    nll_weight = real_number("nll_weight", nll_weight, low=0.0)
+    if nll_weight:
+        tokens = batch["chosen_mask"][:, 1:].sum(1).clamp(min=1)
+        nll = (-policy_chosen / tokens).mean()
+        stats["chosen_nll"] = nll.detach()
+        loss = loss + nll_weight * nll
+    return loss, stats
 
 
 def reference_copy(model: nn.Module) -> nn.Module:

@@ -176,6 +176,21 @@ def test_a_few_dpo_steps_widen_the_margin_and_lower_the_loss():
     assert all(p.grad is None for p in reference.parameters()), "the reference stays frozen"
 
 
+def test_the_likelihood_term_adds_the_chosen_answers_mean_nll_per_token():
+    policy = tiny_gpt(seed=8)
+    reference = reference_copy(tiny_gpt(seed=9))
+    pairs = [PreferencePair("ab", "cde", "f"), PreferencePair("gh", "i", "jkl")]
+    batch = encode_pairs(pairs, encode, block_size=policy.config.block_size)
+    plain, _ = dpo_step(policy, reference, batch, beta=0.3)
+    with_nll, stats = dpo_step(policy, reference, batch, beta=0.3, nll_weight=0.5)
+    by_hand = [slow_sequence_logprobs(policy, batch["chosen_ids"][i : i + 1], batch["chosen_mask"][i : i + 1])[0]
+               / int(batch["chosen_mask"][i, 1:].sum()) for i in range(2)]
+    nll = -sum(float(x) for x in by_hand) / 2
+    assert float(stats["chosen_nll"]) == pytest.approx(nll, abs=1e-5)
+    assert with_nll.item() == pytest.approx(plain.item() + 0.5 * nll, abs=1e-5)
+    one_line_error(lambda: dpo_step(policy, reference, batch, nll_weight=-1.0), "nll_weight")
+
+
 def test_the_reference_is_not_moved_by_training():
     policy = tiny_gpt(seed=7)
     reference = reference_copy(policy)
