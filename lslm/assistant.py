@@ -21,23 +21,24 @@ import json
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from lslm.errors import LslmError, whole_number
+from lslm.errors import LslmError
 from lslm.finetune import Example, add_token_rows, encode_example, finetune, with_context
+from lslm.devices import model_device
 from lslm.model import GPT
 from lslm.summarize import fact_coverage
 from lslm.tokenizers import ChatTemplate, ChatTokenizer, Tokenizer, check_chat_tokenizer
+from lslm.utils import evaluating
 from lslm.world import Story, split
 from lslm.world import lexicon as lx
 
 TASKS = ("answer", "ending", "summary")
 ENDING_QUESTION = "Did the story end happily or sadly?"
 SUMMARY_REQUEST = "Summarize the story."
-ASSISTANT_VERSION = 1
+ASSISTANT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS) -> list
     """
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
-        raise LslmError(f"unknown task {shown_list(unknown)}: use some of {', '.join(TASKS)}")
+        raise LslmError(f"unknown task {', '.join(map(repr, unknown)) or '(none)'}: use some of {', '.join(TASKS)}")
     out = []
     for story in stories:
         for task in tasks:
@@ -75,10 +76,6 @@ def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS) -> list
             else:
                 out.append(Instruction(task, story, SUMMARY_REQUEST, story.summary))
     return out
-
-
-def shown_list(items: Sequence[str]) -> str:
-    return ", ".join(repr(i) for i in items) or "(none)"
 
 
 def _norm(text: str) -> str:
@@ -130,23 +127,33 @@ def chat_model(base: GPT, tokenizer: Tokenizer, block_size: int = 288,
 
 
 @torch.no_grad()
-def reply(model: GPT, tokenizer: ChatTokenizer, instruction: str, max_new_tokens: int = 48) -> str:
-    """The assistant's greedy answer to ``instruction``, up to its end marker."""
+def greedy_answer(model: GPT, tokenizer: ChatTokenizer, instruction: str,
+                  max_new_tokens: int = 48) -> tuple[list[int], list[int], bool]:
+    """The chat prompt's ids, the ids the model wrote greedily up to and including its end
+    marker (or as many as fit), and whether it wrote the end marker."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise LslmError("the instruction must be non-empty text: a story and a question, say")
     template = tokenizer.template
-    ids = tokenizer.encode(template.prompt(" " + instruction))
-    if len(ids) >= model.config.block_size:
-        raise LslmError(f"the instruction takes {len(ids)} tokens and the model reads "
+    prompt = tokenizer.encode(template.prompt(" " + instruction))  # a space before, as in training
+    if len(prompt) >= model.config.block_size:
+        raise LslmError(f"the instruction takes {len(prompt)} tokens and the model reads "
                         f"{model.config.block_size}: shorten it")
     end = tokenizer.special_ids[template.end]
-    model.eval()
-    out: list[int] = []
-    cache_ids = torch.tensor([ids])
-    got = model.generate(cache_ids, min(max_new_tokens, model.config.block_size - len(ids)), temperature=0.0)
-    for i in got[0, len(ids):].tolist():
-        if i == end:
-            break
-        out.append(i)
-    return tokenizer.decode([i for i in out if i < tokenizer.base.vocab_size]).strip()
+    room = min(max_new_tokens, model.config.block_size - len(prompt))
+    with evaluating(model):
+        got = model.generate(torch.tensor([prompt], device=model_device(model)), room,
+                             temperature=0.0)[0, len(prompt):].tolist()
+    return prompt, (got[: got.index(end) + 1] if end in got else got), end in got
+
+
+def answer_text(tokenizer: ChatTokenizer, written: Sequence[int]) -> str:
+    """The text of an answer's ids: markers (the end, or one written by mistake) left out."""
+    return tokenizer.decode([i for i in written if i < tokenizer.base.vocab_size]).strip()
+
+
+def reply(model: GPT, tokenizer: ChatTokenizer, instruction: str, max_new_tokens: int = 48) -> str:
+    """The assistant's greedy answer to ``instruction``, up to its end marker."""
+    return answer_text(tokenizer, greedy_answer(model, tokenizer, instruction, max_new_tokens)[1])
 
 
 # ------------------------------------------------------------------- cached assistant

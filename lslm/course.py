@@ -24,6 +24,8 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
      "The tools: Hugging Face weights, TensorBoard and training on several processes"),
     ("13_summarization.ipynb",
      "Text summarization: ROUGE, faithfulness, and a model that learns to summarize"),
+    ("14_assistant.ipynb",
+     "From a language model to an assistant: prompting, instruction tuning, LoRA and DPO"),
 )
 
 

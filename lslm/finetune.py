@@ -146,18 +146,21 @@ def with_context(model: GPT, block_size: int) -> GPT:
     return longer.to(next(model.parameters()).device).eval()
 
 
-def add_token_rows(model: GPT, n: int) -> GPT:
+def add_token_rows(model: GPT, n: int, seed: int = 0) -> GPT:
     """A copy of ``model`` with ``n`` more token ids (for special tokens added to its tokenizer).
 
-    The new embedding rows start at the mean of the old ones, a neutral token, so the model
-    behaves as before on old ids; the output layer shares the embedding, so the new tokens
-    can also be predicted, and fine-tuning teaches when.
+    Each new embedding row starts near the mean of the old ones (a neutral token) plus a
+    little seeded noise, a tenth of the rows' spread, so the new tokens differ from each
+    other: the model can tell them apart even when the embedding stays frozen (LoRA). Old
+    tokens' logits are unchanged; the output layer shares the embedding, so the new tokens
+    can be predicted too, and fine-tuning teaches when.
     """
     n = whole_number("n", n, minimum=1)
     grown = GPT(replace(model.config, vocab_size=model.config.vocab_size + n))
     state = dict(model.state_dict())
     old = state["wte.weight"]
-    state["wte.weight"] = torch.cat([old, old.mean(0, keepdim=True).expand(n, -1)])
+    noise = torch.randn(n, old.size(1), generator=torch.Generator().manual_seed(seed))
+    state["wte.weight"] = torch.cat([old, old.mean(0) + 0.1 * old.std(0) * noise.to(old)])
     state["lm_head.weight"] = state["wte.weight"]
     grown.load_state_dict(state)
     return grown.to(old.device).eval()

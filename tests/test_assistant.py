@@ -87,3 +87,29 @@ def test_assistant_lm_trains_once_then_loads_and_retrains_a_corrupt_file(tmp_pat
     file.write_bytes(file.read_bytes()[:100])
     asst.assistant_lm(recipe, world_recipe=world)
     assert asst.TRAINED["count"] == before + 2
+
+
+def test_greedy_answer_reads_the_chat_prompt_and_stops_at_the_end_marker():
+    import torch
+
+    from lslm.assistant import answer_text, greedy_answer, reply
+    from lslm.finetune import encode_example, finetune
+    from lslm.model import GPT, GPTConfig
+
+    chat = ChatTokenizer(train_tokenizer("bpe", " ".join(s.text for s in STORIES), vocab_size=600))
+    model = GPT(GPTConfig(vocab_size=chat.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32,
+                          position="rope"), seed=0)
+    t = chat.template
+    finetune(model, [encode_example(chat.encode, t.prompt(" Who?"), t.response(" Tom"), 64)] * 4,
+             steps=40, batch_size=4, lr=1e-2, amp=False)
+    prompt, written, stopped = greedy_answer(model, chat, "Who?")
+    assert prompt == chat.encode(t.prompt(" Who?"))
+    assert stopped and written[-1] == chat.special_ids[t.end] and written.count(written[-1]) == 1
+    assert answer_text(chat, written) == reply(model, chat, "Who?") == "Tom"
+    model.train()
+    greedy_answer(model, chat, "Who?", max_new_tokens=3)
+    assert model.training  # the caller's mode is restored
+    assert len(greedy_answer(model, chat, "Who is it?", max_new_tokens=3)[1]) <= 3
+    for bad in ("", "   ", "x " * 200):
+        with pytest.raises(LslmError):
+            greedy_answer(model, chat, bad)

@@ -94,3 +94,14 @@ def test_summarization_exercises_score_the_answers_of_the_library(capsys):
     assert EXERCISES["false_facts"].solve(summary=edited, story=s) == 2  # a stranger, the wrong helper
     assert check("false_facts", 2, summary=edited, story=s)
     assert not check("false_facts", 1, summary=edited, story=s)
+
+
+def test_assistant_exercises_agree_with_the_written_out_formulas():
+    import math
+
+    assert EXERCISES["lora_parameters"].solve(n_in=256, n_out=768, r=8) == 8 * (256 + 768)
+    assert EXERCISES["lora_parameters"].solve(n_in=10, n_out=3, r=2) == 26
+    margin = 0.5 * ((-2.0 + 2.5) - (-3.0 + 2.5))
+    got = EXERCISES["dpo_loss_of_a_pair"].solve(policy_chosen=-2.0, policy_rejected=-3.0, ref_chosen=-2.5,
+                                                ref_rejected=-2.5, beta=0.5)
+    assert got == pytest.approx(math.log(1 + math.exp(-margin)), abs=1e-6)

@@ -347,8 +347,8 @@ assert check("false_facts", 3, summary=to_judge, story=story)
 """, "solution")
 
 md("""
-**Next:** that is the last notebook of the suite so far. The [README](../README.md) has the command line, the data and
-how to run the tests.
+**Next:** [14 · From a language model to an assistant](14_assistant.ipynb) turns the same model into an assistant
+that answers questions about a story, and tunes it on preferences.
 """)
 
 write("notebooks/13_summarization.ipynb")

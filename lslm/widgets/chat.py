@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from lslm.assistant import answer_text, greedy_answer
 from lslm.checkpoint import check_vocab
 from lslm.devices import model_device
 from lslm.errors import LslmError
@@ -139,24 +140,11 @@ class ChatWidget(PlotWidget):
             raise LslmError(f"the instruction must be text (a str), got a {type(instruction).__name__}")
         if not instruction.strip():
             raise LslmError(_EMPTY)
-        template, block = self.tokenizer.template, self.model.config.block_size
-        # The same prompt as lslm.assistant.reply (and as training: a space before the text).
-        prompt = self.tokenizer.encode(template.prompt(" " + instruction))
-        if len(prompt) >= block:
-            raise LslmError(f"the instruction takes {len(prompt)} tokens and the model reads "
-                            f"{block}: shorten it")
-        budget = min(self.max_new_tokens, block - len(prompt))
-        end = self.tokenizer.special_ids[template.end]
+        # The same prompt and decoding as lslm.assistant.reply; the end marker is kept in
+        # ``written`` (the picture shows where the model looked when it decided to stop).
+        prompt, written, stopped = greedy_answer(self.model, self.tokenizer, instruction, self.max_new_tokens)
+        text = answer_text(self.tokenizer, written)
         device = model_device(self.model)
-        with evaluating(self.model), torch.no_grad():
-            out = self.model.generate(torch.tensor([prompt], device=device), budget, temperature=0.0)
-        generated = out[0, len(prompt):].tolist()
-        # The answer runs up to the end marker; the marker is shown too (where the model
-        # looked when it decided to stop).
-        written = generated[: generated.index(end) + 1] if end in generated else generated
-        answer_ids = [i for i in written if i != end]
-        # Markers written by mistake are left out of the text, as reply does.
-        text = self.tokenizer.decode([i for i in answer_ids if i < self.tokenizer.base.vocab_size])
         # Token k of the answer was chosen at position len(prompt) + k - 1: its query row.
         seq = prompt + written[:-1]
         with evaluating(self.model), torch.no_grad():
@@ -168,8 +156,8 @@ class ChatWidget(PlotWidget):
         weights = torch.stack([a[0, :, rows, :p].float().cpu() for a in attention])
         return {
             "instruction": instruction, "prompt": prompt, "written": written,
-            "answer": text.strip(), "weights": weights,
-            "stopped": end in generated, "budget": budget,
+            "answer": text, "weights": weights, "stopped": stopped,
+            "budget": min(self.max_new_tokens, self.model.config.block_size - len(prompt)),
         }
 
     # ----- drawing ---------------------------------------------------------------------
