@@ -8,10 +8,13 @@ assistant can be scored against the truth:
 * ``plain_prompt``: the same tasks asked of the base model in plain text.
 * ``score``: 1 for a right answer or ending, and for a summary the share of the true
   summary's facts it gets right (``lslm.summarize.fact_coverage``).
-* ``preference_pairs``: a right answer preferred over one with a false fact (the story's
-  other character, another place or thing), for DPO.
+* ``chat_model`` / ``chat_examples``: the base model with room for a chat template's special
+  tokens, and the instructions as (prompt, answer) examples for masked fine-tuning.
+* ``reply`` / ``greedy_answer``: the assistant's greedy answer, up to its end marker.
 * ``assistant_lm``: the world model instruction-tuned with a chat template, trained once and
   cached like ``world_lm``.
+* ``false_answer``: a wrong answer that sounds right (the story's other character, another
+  place or thing, the other ending): the rejected side of a DPO preference pair.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from typing import Sequence
 
 import torch
 
+from lslm.devices import model_device
 from lslm.errors import LslmError
 from lslm.finetune import Example, add_token_rows, encode_example, finetune, with_context
-from lslm.devices import model_device
 from lslm.model import GPT
 from lslm.summarize import fact_coverage
 from lslm.tokenizers import ChatTemplate, ChatTokenizer, Tokenizer, check_chat_tokenizer
@@ -61,7 +64,7 @@ def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS) -> list
 
     Every question of every story, not one at random: with one question per story, 600 steps
     of tuning left "Who helped X?" answered with X itself; with all five, the assistant
-    learned to find the helper (benchmarks/RESULTS.md).
+    named the helper in 60% of held-out stories (benchmarks/RESULTS.md).
     """
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
@@ -106,14 +109,14 @@ def chat_example(tokenizer: ChatTokenizer, item: Instruction, block_size: int,
 
 
 def chat_examples(tokenizer: ChatTokenizer, items: Sequence[Instruction], block_size: int) -> list[Example]:
-    """The items that fit in ``block_size`` tokens, as chat examples."""
+    """The items that fit in ``block_size`` tokens, as chat examples (longer ones are left out)."""
+    check_chat_tokenizer(tokenizer, getattr(tokenizer, "template", None) or ChatTemplate())
     out = []
     for item in items:
         try:
             out.append(chat_example(tokenizer, item, block_size))
-        except LslmError:
-            if not isinstance(tokenizer, ChatTokenizer):
-                raise
+        except LslmError:  # too long for the context: the only error left after the check above
+            continue
     return out
 
 

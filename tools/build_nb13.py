@@ -19,7 +19,7 @@ A summary should be short, cover what matters, and say nothing false. In this no
    summary only, and score it for ROUGE *and* faithfulness;
 5. look at **what the model reads** while it writes a name.
 
-It takes about two minutes on a laptop CPU once the world model of notebook 06 is cached.
+It takes one to two minutes on a laptop CPU once the world model of notebook 06 is cached.
 """)
 
 code("""

@@ -18,7 +18,7 @@ truth (the true answer, ending and summary of every story):
 5. tune it on **preferences** with DPO: a true answer preferred over a false one;
 6. talk to it in a small **chat widget** that shows where it looks.
 
-It takes about three minutes on a laptop CPU once the models are cached. The first time,
+It takes about two minutes on a laptop CPU once the models are cached. The first time,
 `assistant_lm()` trains the assistant (about 100 s, after the world model of notebook 06).
 """)
 
