@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from lslm.devices import model_device
 from lslm.errors import LslmError, whole_number
 from lslm.model import GPT
 from lslm.tasks.common import fit
@@ -101,9 +102,10 @@ def finetune(model: torch.nn.Module, examples: Sequence[Example], *, steps: int,
 def response_loss(model: GPT, examples: Sequence[Example], batch_size: int = 32) -> float:
     """Mean cross-entropy per response token (nats) over ``examples``."""
     model.eval()
+    device = model_device(model)
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
-        x, y = example_batch(examples[i : i + batch_size])
+        x, y = (t.to(device) for t in example_batch(examples[i : i + batch_size]))
         logits = model(x)[0]
         total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
         count += int((y != IGNORE).sum())
@@ -115,6 +117,7 @@ def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[l
              prompts: Sequence[str], max_new_tokens: int = 48, stop: str = "\n") -> list[str]:
     """The greedy continuation of each prompt, cut before the first ``stop``, stripped."""
     model.eval()
+    device = model_device(model)
     out = []
     for prompt in prompts:
         ids = encode(prompt)
@@ -122,7 +125,7 @@ def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[l
             raise LslmError(f"the prompt takes {len(ids)} tokens and leaves no room in the model's "
                             f"context of {model.config.block_size}: shorten it")
         room = min(max_new_tokens, model.config.block_size - len(ids))
-        got = model.generate(torch.tensor([ids]), room, temperature=0.0)[0, len(ids) :].tolist()
+        got = model.generate(torch.tensor([ids], device=device), room, temperature=0.0)[0, len(ids) :].tolist()
         out.append(decode(got).split(stop)[0].strip())
     return out
 
@@ -143,7 +146,7 @@ def with_context(model: GPT, block_size: int) -> GPT:
     longer.load_state_dict(model.state_dict())
     if hasattr(model, "tokenizer_fingerprint"):  # what check_tokenizer reads
         longer.tokenizer_fingerprint = model.tokenizer_fingerprint
-    return longer.to(next(model.parameters()).device).eval()
+    return longer.to(model_device(model)).eval()
 
 
 def add_token_rows(model: GPT, n: int, seed: int = 0) -> GPT:
