@@ -158,6 +158,16 @@ def cases(model: Any, tok: Any, n_tokens: int = TOKENS, corpus: str | None = Non
     def compute(w: Any) -> Any:
         return w.ComputeEstimator("GPT-2 124M")
 
+    # The chat box needs a chat tokenizer and as many more embedding rows as it has markers.
+    from lslm.finetune import add_token_rows
+    from lslm.tokenizers import ChatTokenizer
+
+    chat_tok = ChatTokenizer(tok)
+    chat_net = add_token_rows(model, len(chat_tok.special_ids))
+
+    def chat(w: Any) -> Any:
+        return w.ChatWidget(chat_net, chat_tok, instruction="hi", max_new_tokens=8)
+
     presets = ["GPT-3 175B", "classroom CPU", "GPT-2 124M"]
     out = [
         Case("AttentionExplorer (heatmap)", "layer", layers, attention("heatmap")),
@@ -192,6 +202,10 @@ def cases(model: Any, tok: Any, n_tokens: int = TOKENS, corpus: str | None = Non
         Case("ComputeEstimator", "mfu", [0.3, 0.5, 0.4], compute),
         Case("ComputeEstimator", "micro_batch", [4, 16, 1], compute),
         Case("ComputeEstimator", "recompute", ["full", "none", "selective"], compute),
+        Case("ChatWidget", "layer", layers, chat),
+        Case("ChatWidget", "head", heads, chat),
+        Case("ChatWidget", "send", ["hi", "ho"], chat, apply=lambda widget, text: widget.ask(text),
+             label="send (answers and draws)"),
         Case("TrainingDashboard", "callback", list(range(1, 4)),
              lambda w: _dashboard(w, history_steps), apply=_training_step,
              label=f"training step ({history_steps:,}-step history)"),

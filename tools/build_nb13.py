@@ -174,7 +174,7 @@ print(f"{len(examples)} training pairs; a pair is {sum(len(e.ids) for e in examp
       f"tokens on average, of which {sum(len(e.ids) - e.start for e in examples) / len(examples):.0f} are the summary")
 summarizer = with_context(base, CONTEXT)
 print(f"held-out loss per summary token before: {response_loss(summarizer, held_out):.2f} nats")
-losses = finetune(summarizer, examples, steps=400, batch_size=8, lr=2e-3, seed=0)
+losses = finetune(summarizer, examples, steps=400, batch_size=8, lr=2e-3, seed=0, progress=True)
 print(f"after: {response_loss(summarizer, held_out):.2f} nats")
 
 fig, ax = plt.subplots(figsize=(6, 3))

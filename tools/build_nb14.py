@@ -39,6 +39,7 @@ from lslm.errors import LslmError
 from lslm.finetune import complete, finetune, response_loss, with_context
 from lslm.interpret import continuation_logprob
 from lslm.lora import add_lora, load_adapter, merge_lora, save_adapter, trainable_share
+from lslm.progress import progress_bar
 from lslm.pretrained import world_lm
 from lslm.widgets import ChatWidget
 
@@ -182,7 +183,7 @@ print(f"held-out answer loss before tuning: {response_loss(start, held_out):.2f}
 runs = {}
 for masked in (True, False):
     model, _ = chat_model(base, tok, CONTEXT)
-    finetune(model, train_examples, steps=100, batch_size=8, lr=2e-3, mask_prompt=masked, seed=0)
+    finetune(model, train_examples, steps=100, batch_size=8, lr=2e-3, mask_prompt=masked, seed=0, progress=True)
     runs[masked] = model
     print(f"{'masked  ' if masked else 'no mask '}: {response_loss(model, held_out):.2f} nats per answer token")
 assert response_loss(runs[True], held_out) < response_loss(runs[False], held_out)
@@ -204,7 +205,7 @@ lora_model, _ = chat_model(base, tok, CONTEXT)
 add_lora(lora_model, targets=("attn.c_attn", "mlp.c_fc"), r=8, alpha=16, seed=0)
 trained, total = trainable_share(lora_model)
 print(f"trainable: {trained:,} of {total:,} parameters ({100 * trained / total:.1f}%)")
-finetune(lora_model, train_examples, steps=100, batch_size=8, lr=5e-3, seed=0)
+finetune(lora_model, train_examples, steps=100, batch_size=8, lr=5e-3, seed=0, progress=True)
 losses = {"before tuning": response_loss(start, held_out), "LoRA, r=8": response_loss(lora_model, held_out),
           "full fine-tuning": response_loss(runs[True], held_out)}
 for name, value in losses.items():
@@ -264,6 +265,7 @@ optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-4, weight_decay=0.0)
 generator = torch.Generator().manual_seed(0)
 history = defaultdict(list)
 policy.train()
+bar = progress_bar(80, desc="DPO")
 for step in range(80):
     pick = torch.randint(len(train_pairs), (8,), generator=generator).tolist()
     batch = encode_pairs([train_pairs[i] for i in pick], chat.encode, CONTEXT)
@@ -274,6 +276,8 @@ for step in range(80):
     optimizer.step()
     history["dpo"].append(loss.item() - stats["chosen_nll"].item())  # the DPO part alone
     history["margin"].append(stats["margin"].mean().item())
+    bar.update(1)
+bar.close()
 policy.eval()
 with torch.no_grad():
     _, after = dpo_step(policy, reference, held, beta=0.1)
