@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -33,6 +32,7 @@ from lslm.errors import LslmError
 from lslm.finetune import Example, add_token_rows, encode_example, finetune, with_context
 from lslm.model import GPT
 from lslm.summarize import fact_coverage
+from lslm.tasks.qa import is_exact_match
 from lslm.tokenizers import ChatTemplate, ChatTokenizer, Tokenizer, check_chat_tokenizer
 from lslm.utils import evaluating
 from lslm.world import Story, split
@@ -81,16 +81,13 @@ def instructions(stories: Sequence[Story], tasks: Sequence[str] = TASKS) -> list
     return out
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
-
-
 def score(item: Instruction, reply: str) -> float:
-    """How right ``reply`` is: 1 or 0 for an answer (the same words as the truth, case and
-    punctuation aside) or an ending; for a summary, the share of its true facts it states."""
+    """How right ``reply`` is: 1 or 0 for an answer or an ending (SQuAD's exact match: the same
+    words as the truth, case, punctuation and a/an/the aside); for a summary, the share of
+    its true facts it states."""
     if item.task == "summary":
         return fact_coverage(reply, item.story)
-    return float(_norm(reply) == _norm(item.answer))
+    return float(is_exact_match(reply, item.answer))
 
 
 def plain_prompt(item: Instruction) -> str:
