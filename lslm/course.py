@@ -26,6 +26,8 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
      "Text summarization: ROUGE, faithfulness, and a model that learns to summarize"),
     ("14_assistant.ipynb",
      "From a language model to an assistant: prompting, instruction tuning, LoRA and DPO"),
+    ("15_risks.ipynb",
+     "The article's challenges, measured and reduced: made-up answers and privacy"),
 )
 
 

@@ -14,6 +14,9 @@ gradient step is spent on writing answers rather than on modelling the prompts a
 * ``complete``: greedy answers, cut at a stop string.
 * ``with_context``: a RoPE model that reads longer inputs than it was pretrained on.
 * ``add_token_rows``: room in the embedding for new tokens (a chat template's markers).
+* ``continue_pretraining``: a copy of a model trained further on plain text (random
+  windows, every token predicted), optionally with DP-SGD (``lslm.privacy``);
+  ``text_perplexity`` scores it on held-out text.
 """
 
 from __future__ import annotations
@@ -167,3 +170,51 @@ def add_token_rows(model: GPT, n: int, seed: int = 0) -> GPT:
     state["lm_head.weight"] = state["wte.weight"]
     grown.load_state_dict(state)
     return grown.to(old.device).eval()
+
+
+def continue_pretraining(model: GPT, tokenizer, text: str, *, steps: int, lr: float = 1e-3,
+                         block_size: int = 32, batch_size: int = 16, seed: int = 0, dp=None,
+                         amp: bool = True, progress: bool = False) -> tuple[GPT, list[float]]:
+    """A copy of ``model`` trained ``steps`` more steps on random ``block_size`` windows of
+    ``text`` (``model`` itself is left as it was), and each step's loss. With ``dp``, an
+    ``lslm.privacy.DPConfig``, the gradient is DP-SGD's. Warmup then cosine decay, AdamW,
+    the library's loop."""
+    import copy
+
+    from lslm.data import get_batch
+    from lslm.loop import TrainConfig, TrainLoop
+
+    steps = whole_number("steps", steps, minimum=1)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    tuned = copy.deepcopy(model).train()
+    generator = torch.Generator().manual_seed(seed)
+    device = model_device(tuned)
+    cfg = TrainConfig(max_iters=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10,
+                      warmup_iters=max(1, steps // 10), weight_decay=0.01, beta2=0.99,
+                      eval_interval=0, seed=seed, amp=amp, progress=progress)
+    get = lambda: get_batch(ids, batch_size, block_size, generator, device)  # noqa: E731
+    if dp is None:
+        loop = TrainLoop(tuned, _loss, get, cfg, device=str(device), fused=False)
+    else:
+        from lslm.privacy import DPTrainLoop
+
+        loop = DPTrainLoop(tuned, _loss, get, cfg, dp, seed=seed, device=str(device), fused=False)
+    loop.fit()
+    return tuned.eval(), loop.history["train_loss"]
+
+
+@torch.no_grad()
+def text_perplexity(model: GPT, tokenizer, text: str, block_size: int = 32) -> float:
+    """exp(mean loss per token) over ``text`` cut into consecutive ``block_size`` windows."""
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    n = (len(ids) - 1) // block_size * block_size
+    if n == 0:
+        raise LslmError(f"the text has {len(ids)} tokens: give at least {block_size + 1}")
+    device = model_device(model)
+    x = ids[:n].view(-1, block_size).to(device)
+    y = ids[1:n + 1].view(-1, block_size).to(device)
+    was = model.training
+    model.eval()
+    total = sum(model(x[i:i + 256], y[i:i + 256])[1].item() * len(x[i:i + 256]) for i in range(0, len(x), 256))
+    model.train(was)
+    return float(torch.tensor(total / len(x)).exp())

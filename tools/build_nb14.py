@@ -369,8 +369,8 @@ assert check("dpo_loss_of_a_pair", math.log(1 + math.exp(-0.5)), policy_chosen=-
 """, "solution")
 
 md("""
-**Next:** that is the last notebook of the suite so far. The [README](../README.md) has the command line, the data and
-how to run the tests.
+**Next:** [15 · The article's challenges, measured and reduced](15_risks.ipynb): the assistant makes
+up answers about stories it never saw, and a model trained on secrets gives them back.
 """)
 
 write("notebooks/14_assistant.ipynb")
