@@ -193,7 +193,6 @@ def extract(model: nn.Module, tokenizer, canary: Canary) -> str:
     attack that needs no list of candidates. Equal to ``canary.secret`` when extracted."""
     ids = torch.tensor(tokenizer.encode(canary.prefix.rstrip(" ")))
     need = len(canary.secret)
-    out = ""
     with torch.no_grad(), evaluating(model):
         written = model.generate(ids, need + 4, temperature=0.0)[len(ids):].tolist()
     out = tokenizer.decode(written).lstrip(" ") if canary.prefix.endswith(" ") else tokenizer.decode(written)
@@ -270,7 +269,8 @@ def dp_gradient(grads: Mapping[str, torch.Tensor], config: DPConfig,
     out = {}
     for name, g in grads.items():
         summed = (g * scale.to(g.dtype).view(n, *([1] * (g.dim() - 1)))).sum(0)
-        noise = torch.randn(summed.shape, generator=generator, dtype=summed.dtype) if config.noise else 0.0
+        noise = (torch.randn(summed.shape, generator=generator, dtype=summed.dtype).to(summed.device)
+                 if config.noise else 0.0)
         out[name] = (summed + config.noise * config.clip * noise) / n
     return out
 
@@ -287,6 +287,8 @@ class DPTrainLoop(TrainLoop):
                  seed: int = 0, **kw):
         if not isinstance(dp, DPConfig):
             raise LslmError(f"dp must be an lslm.privacy.DPConfig, got {shown(dp)}")
+        if config.grad_accum != 1:
+            raise LslmError("DP-SGD clips each example of one batch: use grad_accum=1 and a larger batch_size")
         super().__init__(model, loss_fn, next_batch, config, **kw)
         self.dp = dp
         self.noise_generator = torch.Generator().manual_seed(seed)

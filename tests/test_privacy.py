@@ -175,6 +175,11 @@ def test_dp_train_loop_trains_and_is_repeatable(tok):
     assert sum(a[-5:]) / 5 < sum(a[:5]) / 5
 
 
+def test_dp_train_loop_refuses_gradient_accumulation(tok):
+    with pytest.raises(LslmError, match="grad_accum"):
+        DPTrainLoop(tiny(tok.vocab_size), _loss, lambda: None, TrainConfig(grad_accum=2), DPConfig())
+
+
 @pytest.mark.parametrize("kwargs", [dict(clip=0.0), dict(clip=-1.0), dict(noise=-0.1), dict(clip="1")])
 def test_bad_dp_settings_are_refused(kwargs):
     with pytest.raises(LslmError):
