@@ -203,18 +203,9 @@ def continue_pretraining(model: GPT, tokenizer, text: str, *, steps: int, lr: fl
     return tuned.eval(), loop.history["train_loss"]
 
 
-@torch.no_grad()
-def text_perplexity(model: GPT, tokenizer, text: str, block_size: int = 32) -> float:
-    """exp(mean loss per token) over ``text`` cut into consecutive ``block_size`` windows."""
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    n = (len(ids) - 1) // block_size * block_size
-    if n == 0:
-        raise LslmError(f"the text has {len(ids)} tokens: give at least {block_size + 1}")
-    device = model_device(model)
-    x = ids[:n].view(-1, block_size).to(device)
-    y = ids[1:n + 1].view(-1, block_size).to(device)
-    was = model.training
-    model.eval()
-    total = sum(model(x[i:i + 256], y[i:i + 256])[1].item() * len(x[i:i + 256]) for i in range(0, len(x), 256))
-    model.train(was)
-    return float(torch.tensor(total / len(x)).exp())
+def text_perplexity(model: GPT, tokenizer, text: str) -> float:
+    """The model's perplexity on ``text`` (``lslm.evaluate.evaluate``: separate windows of
+    its block size)."""
+    from lslm.evaluate import evaluate
+
+    return evaluate(model, torch.tensor(tokenizer.encode(text), dtype=torch.long))["perplexity"]

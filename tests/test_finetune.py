@@ -89,3 +89,21 @@ def test_a_longer_context_gives_a_rope_model_the_same_logits_on_short_inputs():
 def test_a_longer_context_is_refused_for_learned_positions():
     with pytest.raises(LslmError, match="rotary"):
         with_context(tiny(position="learned"), 32)
+
+
+def test_continue_pretraining_trains_a_copy_and_lowers_perplexity_on_its_text():
+    from lslm.finetune import continue_pretraining, text_perplexity
+    from lslm.privacy import DPConfig
+    from lslm.tokenizers import train_tokenizer
+
+    text = "the cat sat on the mat. " * 40
+    tok = train_tokenizer("char", text)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16), seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned, losses = continue_pretraining(model, tok, text, steps=60, lr=1e-2, block_size=16, batch_size=8, amp=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the original is untouched
+    assert len(losses) == 60 and not tuned.training
+    assert text_perplexity(tuned, tok, text) < 0.5 * text_perplexity(model, tok, text)
+    private, _ = continue_pretraining(model, tok, text, steps=5, block_size=16, batch_size=4, amp=False,
+                                      dp=DPConfig(clip=1.0, noise=0.0))
+    assert not all(torch.equal(before[k], v) for k, v in private.state_dict().items())

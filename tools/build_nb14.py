@@ -156,7 +156,8 @@ the answer**: the story is read but not predicted.
 """)
 
 code("""
-sft_scores = task_scores([reply(assistant, chat, i.instruction) for i in test], test)
+sft_replies = [reply(assistant, chat, i.instruction) for i in test]
+sft_scores = task_scores(sft_replies, test)
 fig, ax = plt.subplots(figsize=(7.5, 3))
 for j, (name, sc) in enumerate([("base model, plain prompt", base_scores), ("instruction-tuned", sft_scores)]):
     ax.bar([t + 0.4 * j for t in range(3)], [sc[t] for t in TASKS], 0.4, label=name)
@@ -296,7 +297,7 @@ ax[1].set(xlabel="step", ylabel="reward margin, chosen − rejected", title="Imp
 plt.show()
 
 answers = [i for i in test if i.task == "answer"]
-sft_right = [score(i, reply(assistant, chat, i.instruction)) for i in answers]
+sft_right = [score(i, r) for i, r in zip(test, sft_replies) if i.task == "answer"]  # replies of section 3
 dpo_right = [score(i, reply(policy, chat, i.instruction)) for i in answers]
 wins, losses_ = sum(d > s for d, s in zip(dpo_right, sft_right)), sum(d < s for d, s in zip(dpo_right, sft_right))
 print(f"{len(answers)} held-out questions: DPO right {sum(dpo_right):.0f}, SFT right {sum(sft_right):.0f}; "

@@ -167,7 +167,8 @@ def privacy_run(text, dp=None):
 
 
 runs = {"plain": privacy_run(private_text)}
-print("perplexity before:", round(text_perplexity(base, tok, val_text), 3))
+base_perplexity = text_perplexity(base, tok, val_text)
+print(f"perplexity on 60 new stories before this training: {base_perplexity:.3f}")
 for c, k, e, x in zip(canaries, copies, runs["plain"]["exposure"], runs["plain"]["extracted"]):
     print(f"{k:3} copies  {c.text:32} exposure {e:5.1f} bits  {'EXTRACTED by greedy decoding' if x else ''}")
 """)
@@ -207,7 +208,9 @@ def mean_exposure(run, n):
 
 
 plain = runs["plain"]
-print({name: round(mean_exposure(r, 64), 1) for name, r in runs.items()}, "bits at 64 copies")
+for name, r in runs.items():
+    print(f"{name:22} exposure at 64 copies {mean_exposure(r, 64):4.1f} bits; perplexity {r['perplexity']:.3f} "
+          f"({r['perplexity'] / base_perplexity - 1:+.1%} against the model before)")
 assert mean_exposure(plain, 64) >= mean_exposure(plain, 1) + 3, "64 copies should be far more exposed than 1"
 assert any(x for x, k in zip(plain["extracted"], copies) if k == 64), "a 64-copy canary should come out by greedy decoding"
 assert mean_exposure(runs["deduplicated"], 64) <= mean_exposure(plain, 64) - 2
@@ -215,11 +218,15 @@ assert mean_exposure(runs["DP-SGD (C=1, σ=0.5)"], 64) <= mean_exposure(plain, 6
 """)
 
 md("""
-Deduplication leaves each secret once, so it is exposed like the single-copy ones; it costs
-nothing in perplexity but protects nothing that appears once. DP-SGD protects every example,
-and at this small batch its noise also drowns most of what the new text had to teach: with
-batches of thousands, as in Li et al. 2022 ("Large Language Models Can Be Strong
-Differentially Private Learners"), the noise per example is far smaller.
+Read the perplexities against the model before this training (printed at the start of the
+section), not only against each other. The base model already knew this world; 120 more steps
+on 300 stories fit those stories and make it *worse* on new ones. Deduplication leaves each
+secret once, so it is exposed like the single-copy ones, at no extra perplexity; it protects
+nothing that appears once. DP-SGD protects every example, and at batches of 8 its noise
+drowns almost everything: the model hardly moves from the base model, which is why both its
+exposure and its perplexity stay near the base model's. It learned neither the secrets nor
+anything else. With batches of thousands, as in Li et al. 2022 ("Large Language Models Can Be
+Strong Differentially Private Learners"), the noise per example is far smaller.
 
 A larger secret space cannot be ranked exactly; `exposure` then estimates the rank from a
 random sample of candidates, and says so:
