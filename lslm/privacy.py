@@ -264,11 +264,13 @@ def dp_gradient(grads: Mapping[str, torch.Tensor], config: DPConfig,
         raise LslmError("dp_gradient got no gradients")
     first = next(iter(grads.values()))
     n = first.shape[0]
-    norms = torch.sqrt(sum(g.reshape(n, -1).double().pow(2).sum(1) for g in grads.values()))
+    # each example's norm over all parameters: the per-parameter norms, then their norm
+    parts = torch.stack([torch.linalg.vector_norm(g.reshape(n, -1), dim=1) for g in grads.values()])
+    norms = torch.linalg.vector_norm(parts.double(), dim=0)
     scale = (config.clip / (norms + 1e-12)).clamp(max=1.0)
     out = {}
     for name, g in grads.items():
-        summed = (g * scale.to(g.dtype).view(n, *([1] * (g.dim() - 1)))).sum(0)
+        summed = torch.tensordot(scale.to(g.dtype), g, dims=1)  # sum over examples of scale_i * g_i
         noise = (torch.randn(summed.shape, generator=generator, dtype=summed.dtype).to(summed.device)
                  if config.noise else 0.0)
         out[name] = (summed + config.noise * config.clip * noise) / n
