@@ -88,10 +88,25 @@ def _ids_of(tokenizer, texts: list[str], block_size: int) -> list[list[int]]:
     return rows
 
 
+def _common_prefix(rows: list[list[int]]) -> int:
+    shortest = min(len(r) for r in rows)
+    n = 0
+    while n < shortest - 1 and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
 @torch.no_grad()
 def text_logprobs(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 512) -> torch.Tensor:
     """ln p(text) of each text under ``model``, token by token after the first (which
-    nothing before it predicts), as a float64 tensor of shape (len(texts),)."""
+    nothing before it predicts), as a float64 tensor of shape (len(texts),).
+
+    Candidates of one canary share their first tokens: those are read once for a batch, and
+    their keys and values (``lslm.attention.KVCache``) serve every row; only the tokens
+    after them run per row. The result is the same as reading every text in full.
+    """
+    from lslm.attention import KVCache
+
     if not texts:
         return torch.zeros(0, dtype=torch.float64)
     rows = _ids_of(tokenizer, list(texts), model.config.block_size)
@@ -100,17 +115,30 @@ def text_logprobs(model: nn.Module, tokenizer, texts: list[str], batch_size: int
     with evaluating(model):
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            width = max(len(r) for r in chunk)
+            shared = _common_prefix(chunk) if len(chunk) > 1 else 0
+            cache, total = None, torch.zeros(len(chunk), dtype=torch.float64)
+            if shared >= 2:  # read the shared tokens once, score them once
+                head = torch.tensor([chunk[0][:shared]], device=device)
+                cache = KVCache(model.config.n_layer)
+                logits, _ = model(head, cache=cache)
+                logp = F.log_softmax(logits[0].double(), dim=-1).cpu()
+                total += sum(logp[t, chunk[0][t + 1]].item() for t in range(shared - 1))
+                last = logp[-1]  # predicts each row's first own token
+                for layer in range(model.config.n_layer):
+                    cache.keys[layer] = cache.keys[layer].expand(len(chunk), -1, -1, -1)
+                    cache.values[layer] = cache.values[layer].expand(len(chunk), -1, -1, -1)
+                total += last[[r[shared] for r in chunk]]
+            tails = [r[shared:] for r in chunk]
+            width = max(len(r) for r in tails)
             ids = torch.zeros(len(chunk), width, dtype=torch.long)
             mask = torch.zeros(len(chunk), width, dtype=torch.bool)
-            for i, r in enumerate(chunk):
+            for i, r in enumerate(tails):
                 ids[i, :len(r)] = torch.tensor(r)
                 mask[i, 1:len(r)] = True
-            ids, mask = ids.to(device), mask.to(device)
-            logits, _ = model(ids)
-            logp = F.log_softmax(logits[:, :-1].double(), dim=-1)
+            logits, _ = model(ids.to(device), cache=cache)
+            logp = F.log_softmax(logits[:, :-1].double(), dim=-1).cpu()
             picked = logp.gather(-1, ids[:, 1:, None])[..., 0]
-            out.append((picked * mask[:, 1:]).sum(1).cpu())
+            out.append(total + (picked * mask[:, 1:]).sum(1))
     return torch.cat(out)
 
 

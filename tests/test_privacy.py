@@ -184,3 +184,13 @@ def test_dp_train_loop_refuses_gradient_accumulation(tok):
 def test_bad_dp_settings_are_refused(kwargs):
     with pytest.raises(LslmError):
         DPConfig(**kwargs)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_text_logprobs_reads_a_shared_prefix_once_with_the_same_result(tok, position):
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=16,
+                          position=position), seed=5).eval()
+    texts = [f"Mia's secret number is {d}{e}." for d in "0123" for e in "789"] + ["Mia's secret number is 4."]
+    shared = text_logprobs(model, tok, texts)
+    one_by_one = torch.cat([text_logprobs(model, tok, [t]) for t in texts])  # no prefix to share
+    assert torch.allclose(shared, one_by_one, atol=1e-6)
