@@ -41,7 +41,7 @@ from lslm.world import lexicon as lx
 TASKS = ("answer", "ending", "summary")
 ENDING_QUESTION = "Did the story end happily or sadly?"
 SUMMARY_REQUEST = "Summarize the story."
-ASSISTANT_VERSION = 2
+ASSISTANT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def greedy_answer(model: GPT, tokenizer: ChatTokenizer, instruction: str,
     room = min(max_new_tokens, model.config.block_size - len(prompt))
     with evaluating(model):
         got = model.generate(torch.tensor([prompt], device=model_device(model)), room,
-                             temperature=0.0)[0, len(prompt):].tolist()
+                             temperature=0.0, stop_ids=[end])[0, len(prompt):].tolist()
     return prompt, (got[: got.index(end) + 1] if end in got else got), end in got
 
 
@@ -202,7 +202,7 @@ def assistant_lm(recipe: AssistantRecipe | None = None, *, world_recipe=None,
     ``LSLM_CACHE`` next to the world model (about a minute on a 2-core CPU). A cached file
     that is corrupt, or another recipe's or base model's, is trained again."""
     from lslm.checkpoint import checkpoint_file, load_checkpoint, load_model, save_checkpoint
-    from lslm.data import cache_dir
+    from lslm.data import build_lock, cache_dir
     from lslm.world_model import WorldRecipe, world_lm
 
     recipe = recipe or AssistantRecipe()
@@ -210,22 +210,23 @@ def assistant_lm(recipe: AssistantRecipe | None = None, *, world_recipe=None,
     base, tokenizer = world_lm(world_recipe, progress=progress)
     fingerprint = recipe.fingerprint(world_recipe.fingerprint())
     folder = cache_dir() / "models" / f"assistant-v{ASSISTANT_VERSION}-{fingerprint}"
-    if checkpoint_file(folder).exists():
+    with build_lock(folder):  # a notebook running alongside may be training it right now
+        if checkpoint_file(folder).exists():
+            try:
+                if (load_checkpoint(folder).get("meta") or {}).get("assistant_fingerprint") != fingerprint:
+                    raise LslmError("another recipe's assistant")
+                model, chat_tok = load_model(folder)
+                return model.eval(), chat_tok
+            except LslmError as e:
+                print(f"note: the cached assistant could not be used ({e}); training it again")
+        model, chat_tok, _ = train_assistant(base, tokenizer, recipe, progress=progress)
+        TRAINED["count"] += 1
         try:
-            if (load_checkpoint(folder).get("meta") or {}).get("assistant_fingerprint") != fingerprint:
-                raise LslmError("another recipe's assistant")
-            model, chat_tok = load_model(folder)
-            return model.eval(), chat_tok
+            save_checkpoint(folder, model=model.state_dict(), model_config=model.config.to_dict(),
+                            tokenizer=chat_tok.state(), meta={"assistant_fingerprint": fingerprint})
         except LslmError as e:
-            print(f"note: the cached assistant could not be used ({e}); training it again")
-    model, chat_tok, _ = train_assistant(base, tokenizer, recipe, progress=progress)
-    TRAINED["count"] += 1
-    try:
-        save_checkpoint(folder, model=model.state_dict(), model_config=model.config.to_dict(),
-                        tokenizer=chat_tok.state(), meta={"assistant_fingerprint": fingerprint})
-    except LslmError as e:
-        print(f"note: could not cache the assistant ({e}); set LSLM_CACHE")
-    return model, chat_tok
+            print(f"note: could not cache the assistant ({e}); set LSLM_CACHE")
+        return model, chat_tok
 
 
 # ------------------------------------------------------------------- preferences

@@ -25,6 +25,8 @@ import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -90,6 +92,30 @@ def cache_dir() -> Path:
     """Where downloads go: ``$LSLM_CACHE``, else ``~/.cache/lslm``."""
     env = os.environ.get("LSLM_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lslm"
+
+
+@contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold ``<folder>.lock`` while this process builds what ``folder`` will hold.
+
+    Two notebooks running at once (two kernels in JupyterLab) may both ask for a shared
+    model that is not cached yet: the second waits here, then finds the first one's file and
+    loads it instead of training it again on the same cores. Where no lock file can be made
+    (a read-only cache), it goes on without one.
+    """
+    from filelock import FileLock
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder.parent / f"{folder.name}.lock"))
+        lock.acquire()
+    except OSError:
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _sha256(path: Path) -> str:

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from lslm.devices import model_device
 from lslm.errors import LslmError, real_number, shown, whole_number
+from lslm.model import GPT
 from lslm.utils import evaluating
 
 __all__ = [
@@ -95,12 +96,18 @@ def sequence_logprobs(model: nn.Module, ids: torch.Tensor, response_mask: torch.
             "response_mask marks the first position, which nothing before it predicts: "
             "put at least one prompt token before the response"
         )
-    logits, _ = model(ids)  # (batch, time, vocab); lslm.model.GPT returns (logits, loss)
     # Position t predicts token t+1: drop the last prediction and the first token.
-    logprobs = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, time-1, vocab)
     next_ids = ids[:, 1:]  # the token each position should predict
-    token_logprobs = logprobs.gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)  # (batch, time-1)
     scored = response_mask[:, 1:]
+    if isinstance(model, GPT):  # the LM head only where a response token is predicted
+        hidden = model.features(ids)[0][:, :-1]
+        picked = F.log_softmax(model.lm_head(hidden[scored]).float(), dim=-1)
+        token_logprobs = torch.zeros(scored.shape, dtype=picked.dtype, device=picked.device)
+        token_logprobs[scored] = picked.gather(-1, next_ids[scored].unsqueeze(-1)).squeeze(-1)
+        return token_logprobs.sum(dim=-1)
+    logits, _ = model(ids)  # (batch, time, vocab); lslm.model.GPT returns (logits, loss)
+    logprobs = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, time-1, vocab)
+    token_logprobs = logprobs.gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)  # (batch, time-1)
     return torch.where(scored, token_logprobs, torch.zeros_like(token_logprobs)).sum(dim=-1)
 
 

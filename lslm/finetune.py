@@ -78,7 +78,15 @@ def example_batch(examples: Sequence[Example], pad_id: int = 0,
 
 
 def _loss(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return net(*batch)[1]
+    """The model's mean cross-entropy over the positions that have a target. With the prompt
+    masked, most positions have none; a GPT then runs its LM head (one n_embd x vocab matmul
+    a position) only where there is one: the same loss for less work."""
+    x, y = batch
+    keep = y != IGNORE
+    if not isinstance(net, GPT) or bool(keep.all()):
+        return net(x, y)[1]
+    hidden, _ = net.features(x)
+    return F.cross_entropy(net.lm_head(hidden[keep]), y[keep])
 
 
 def finetune(model: torch.nn.Module, examples: Sequence[Example], *, steps: int, batch_size: int = 16,
@@ -109,10 +117,18 @@ def response_loss(model: GPT, examples: Sequence[Example], batch_size: int = 32)
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
         x, y = (t.to(device) for t in example_batch(examples[i : i + batch_size]))
-        logits = model(x)[0]
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
-        count += int((y != IGNORE).sum())
+        keep = y != IGNORE
+        logits = model.lm_head(model.features(x)[0][keep])  # only where a response token is
+        total += F.cross_entropy(logits.float(), y[keep], reduction="sum").item()
+        count += int(keep.sum())
     return total / max(count, 1)
+
+
+def _text_of(decode: Callable[[list[int]], str], i: int) -> str:
+    try:
+        return decode([i])
+    except Exception:  # an id the tokenizer has no text for (a model row it does not know)
+        return ""
 
 
 @torch.no_grad()
@@ -121,6 +137,9 @@ def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[l
     """The greedy continuation of each prompt, cut before the first ``stop``, stripped."""
     model.eval()
     device = model_device(model)
+    # A token whose own text holds the stop string ends the answer: greedy decoding can stop
+    # there, and what it wrote up to it is the same.
+    stop_ids = [i for i in range(model.config.vocab_size) if stop and stop in _text_of(decode, i)]
     out = []
     for prompt in prompts:
         ids = encode(prompt)
@@ -128,7 +147,8 @@ def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[l
             raise LslmError(f"the prompt takes {len(ids)} tokens and leaves no room in the model's "
                             f"context of {model.config.block_size}: shorten it")
         room = min(max_new_tokens, model.config.block_size - len(ids))
-        got = model.generate(torch.tensor([ids], device=device), room, temperature=0.0)[0, len(ids) :].tolist()
+        got = model.generate(torch.tensor([ids], device=device), room, temperature=0.0,
+                             stop_ids=stop_ids or None)[0, len(ids) :].tolist()
         out.append(decode(got).split(stop)[0].strip())
     return out
 

@@ -13,6 +13,7 @@ initialisation and tying) are shared with the encoder-decoder model in ``lslm.se
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -304,6 +305,7 @@ class GPT(NumParams, nn.Module):
         top_p: float | None = None,
         seed: int | None = None,
         use_cache: bool = True,
+        stop_ids: Collection[int] | None = None,
     ) -> torch.Tensor:
         """Extend ``idx`` (batch, time) by ``max_new_tokens`` sampled tokens.
 
@@ -312,6 +314,8 @@ class GPT(NumParams, nn.Module):
         ``seed`` makes the sample repeatable without touching torch's global RNG.
         ``use_cache`` keeps each token's keys and values (a ``KVCache``) so a step feeds
         only the newest token; it gives the same tokens as recomputing everything.
+        ``stop_ids`` ends generation early, once every row has written one of these ids (an
+        end-of-answer marker, a newline): the tokens up to there are the same as without it.
 
         A 1-D ``idx`` is taken as one sequence, and the result is 1-D too. The prompt must
         hold at least one token, all inside the vocabulary; every argument is checked once,
@@ -330,7 +334,14 @@ class GPT(NumParams, nn.Module):
             seed = whole_number("seed", seed, minimum=0, maximum=2**63 - 1)
         if not isinstance(use_cache, bool):
             raise LslmError(f"use_cache must be True or False, got {shown(use_cache)}")
-        out = self._sample(idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+        stop = None
+        if stop_ids is not None:
+            ids = list(stop_ids) if isinstance(stop_ids, Collection) and not isinstance(stop_ids, str) else None
+            if ids is None or not all(isinstance(i, int) and 0 <= i < self.config.vocab_size for i in ids):
+                raise LslmError(f"stop_ids must be token ids in 0..{self.config.vocab_size - 1}, "
+                                f"got {shown(stop_ids)}: e.g. [tokenizer.encode(chr(10))[-1]]")
+            stop = torch.tensor(ids, dtype=torch.long, device=idx.device)
+        out = self._sample(idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache, stop)
         return out[0] if one_row else out
 
     def _check_prompt(self, idx: object) -> tuple[torch.Tensor, bool]:
@@ -354,8 +365,10 @@ class GPT(NumParams, nn.Module):
         return idx.to(self.wte.weight.device).long(), one_row
 
     def _sample(self, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
-                top_p: float | None, seed: int | None, use_cache: bool) -> torch.Tensor:
+                top_p: float | None, seed: int | None, use_cache: bool,
+                stop: torch.Tensor | None = None) -> torch.Tensor:
         gen = None
+        stopped = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         if seed is not None:
             gen = torch.Generator(device=idx.device).manual_seed(seed)
         cache = None
@@ -375,6 +388,10 @@ class GPT(NumParams, nn.Module):
                     probs = next_token_probs(logits, temperature, top_k, top_p)
                     next_id = torch.multinomial(probs, num_samples=1, generator=gen)
                 idx = torch.cat((idx, next_id), dim=1)
+                if stop is not None:
+                    stopped |= torch.isin(next_id[:, 0], stop)
+                    if bool(stopped.all()):
+                        break
         return idx
 
 

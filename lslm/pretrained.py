@@ -27,7 +27,7 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
     saves it under ``cache_dir()/models``; later calls load that file. The folder name
     holds a fingerprint of the corpus, which changes with the Python version.
     """
-    from lslm.data import cache_dir
+    from lslm.data import build_lock, cache_dir
     from lslm.pipeline import prepare_data
     from lslm.train import TrainConfig, Trainer
 
@@ -36,19 +36,20 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
     data = prepare_data("python-docs", tokenizer="char")
     fingerprint = hashlib.sha256(data.text.encode()).hexdigest()[:12]
     folder = cache_dir() / "models" / f"char-python-docs-{fingerprint}-{steps}"
-    if checkpoint_file(folder).exists() and not retrain:
-        return load_model(folder)
-    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=64, n_layer=4,
-                       n_head=4, n_embd=128, bias=False)
-    train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10), eval_interval=0,
-                            progress=progress, device="cpu")
-    trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg)
-    trainer.fit()
-    try:
-        trainer.save(folder)
-    except OSError as e:  # a read-only home: still hand back the model, just uncached
-        print(f"note: could not cache the model in {folder} ({e.strerror}); set LSLM_CACHE")
-    return trainer.model.eval(), data.tokenizer
+    with build_lock(folder):  # a notebook running alongside may be training it right now
+        if checkpoint_file(folder).exists() and not retrain:
+            return load_model(folder)
+        config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=64, n_layer=4,
+                           n_head=4, n_embd=128, bias=False)
+        train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10), eval_interval=0,
+                                progress=progress, device="cpu")
+        trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg)
+        trainer.fit()
+        try:
+            trainer.save(folder)
+        except OSError as e:  # a read-only home: still hand back the model, just uncached
+            print(f"note: could not cache the model in {folder} ({e.strerror}); set LSLM_CACHE")
+        return trainer.model.eval(), data.tokenizer
 
 
 def world_lm(recipe=None, *, retrain: bool = False, progress: bool = False) -> tuple[GPT, Tokenizer]:

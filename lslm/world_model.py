@@ -221,19 +221,21 @@ def world_lm(recipe: WorldRecipe | None = None, *, retrain: bool = False,
     recipe = _recipe(recipe)
     folder = cache_folder(recipe)
     from lslm.checkpoint import checkpoint_file
+    from lslm.data import build_lock
 
-    if checkpoint_file(folder).exists() and not retrain:
+    with build_lock(folder):  # a notebook running alongside may be training it right now
+        if checkpoint_file(folder).exists() and not retrain:
+            try:
+                model, tokenizer = _load_cached(folder, recipe)
+                return _bound(model, tokenizer), tokenizer
+            except LslmError as e:
+                print(f"note: the cached world model could not be used ({e}); training it again")
+        trainer = train_world_lm(recipe, progress=progress)
         try:
-            model, tokenizer = _load_cached(folder, recipe)
-            return _bound(model, tokenizer), tokenizer
-        except LslmError as e:
-            print(f"note: the cached world model could not be used ({e}); training it again")
-    trainer = train_world_lm(recipe, progress=progress)
-    try:
-        trainer.save(folder)
-    except LslmError as e:  # a read-only home: still hand back the model, just uncached
-        print(f"note: could not cache the world model ({e}); set LSLM_CACHE")
-    return _bound(trainer.model.eval(), trainer.tokenizer), trainer.tokenizer
+            trainer.save(folder)
+        except LslmError as e:  # a read-only home: still hand back the model, just uncached
+            print(f"note: could not cache the world model ({e}); set LSLM_CACHE")
+        return _bound(trainer.model.eval(), trainer.tokenizer), trainer.tokenizer
 
 
 def _bound(model: GPT, tokenizer: Tokenizer) -> GPT:

@@ -83,7 +83,7 @@ def test_assistant_lm_trains_once_then_loads_and_retrains_a_corrupt_file(tmp_pat
     assert asst.TRAINED["count"] == before + 1
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     assert chat2.encode("<|user|> hi<|assistant|>") == chat.encode("<|user|> hi<|assistant|>")
-    [file] = [checkpoint_file(f) for f in (tmp_path / "models").glob("assistant-*")]
+    [file] = [checkpoint_file(f) for f in (tmp_path / "models").glob("assistant-*") if f.is_dir()]
     file.write_bytes(file.read_bytes()[:100])
     asst.assistant_lm(recipe, world_recipe=world)
     assert asst.TRAINED["count"] == before + 2

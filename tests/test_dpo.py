@@ -125,6 +125,22 @@ def test_sequence_logprobs_matches_a_slow_loop_over_positions(n_layer):
     assert got[2].item() == 0.0
 
 
+def test_a_gpt_scores_only_the_response_yet_matches_the_full_pass_and_its_gradient():
+    model = tiny_gpt(seed=6).train()
+    wrapped = torch.nn.Sequential()  # not a GPT: sequence_logprobs reads every position
+    wrapped.forward = lambda ids: model(ids)
+    gen = torch.Generator().manual_seed(8)
+    ids = torch.randint(0, 40, (3, 10), generator=gen)
+    mask = torch.rand(3, 10, generator=gen) < 0.5
+    mask[:, 0] = False
+    fast = sequence_logprobs(model, ids, mask)
+    grads = torch.autograd.grad(fast.sum(), list(model.parameters()))
+    full = sequence_logprobs(wrapped, ids, mask)
+    full_grads = torch.autograd.grad(full.sum(), list(model.parameters()))
+    assert torch.allclose(fast, full, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, full_grads))
+
+
 def test_padding_after_the_response_does_not_change_the_log_prob():
     model = tiny_gpt(seed=5).eval()
     ids = torch.tensor([[3, 4, 5, 6, 7, 8]])

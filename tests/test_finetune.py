@@ -57,6 +57,22 @@ def test_the_masked_loss_is_the_mean_over_response_tokens_alone():
     assert response_loss(model, examples) == pytest.approx(loss.item(), abs=1e-5)
 
 
+def test_the_training_loss_reads_only_the_targets_yet_equals_the_full_one_with_its_gradient():
+    from lslm.finetune import _loss
+
+    examples = [Example(tuple(range(1, 9)), 5), Example((3, 9, 27, 4, 11), 2)]
+    batch = example_batch(examples)
+    full, selected = tiny().train(), tiny().train()
+    full(*batch)[1].backward()
+    loss = _loss(selected, batch)
+    loss.backward()
+    assert torch.allclose(loss, full(*batch)[1], atol=1e-6)
+    for (name, a), b in zip(full.named_parameters(), selected.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    every = example_batch(examples, mask_prompt=False)  # padding only: the same answer too
+    assert torch.allclose(_loss(selected, every), full(*every)[1], atol=1e-6)
+
+
 def test_finetuning_lowers_the_response_loss_and_leaves_the_model_in_eval_mode():
     model = tiny()
     examples = [encode_example(encode, f"q{i}?", f" a{i % 3}.", 16) for i in range(12)]

@@ -117,6 +117,20 @@ def test_greedy_equals_argmax_and_top_k_1_and_tiny_top_p():
     assert torch.equal(model.generate(idx, 6, top_p=1e-6, seed=0), greedy)
 
 
+def test_stop_ids_end_generation_once_every_row_has_written_one_and_change_no_token():
+    model = tiny()
+    idx = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    full = model.generate(idx, 12, temperature=0)[:, 3:]
+    first = [row.tolist() for row in full]
+    stop = first[0][4]  # a token row 0 writes at step 5
+    got = model.generate(idx, 12, temperature=0, stop_ids=[stop])[:, 3:]
+    ends = [row.index(stop) + 1 if stop in row else 12 for row in first]
+    assert got.size(1) == max(ends)  # it ran until the last row wrote a stop token
+    assert torch.equal(got, full[:, : got.size(1)])  # and every token is the one it wrote without
+    never = model.generate(idx, 12, temperature=0, stop_ids=[])
+    assert never.size(1) == 15
+
+
 def test_next_token_probs_top_k_and_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     p = next_token_probs(logits, top_k=2)
@@ -306,6 +320,9 @@ def test_config_takes_numpy_numbers_and_stores_plain_ones():
     (torch.tensor([[1]]), {"seed": -1}, "seed"),
     (torch.tensor([[1]]), {"seed": 2**64}, "seed"),
     (torch.tensor([[1]]), {"use_cache": "yes"}, "use_cache"),
+    (torch.tensor([[1]]), {"stop_ids": [11]}, "stop_ids"),
+    (torch.tensor([[1]]), {"stop_ids": 3}, "stop_ids"),
+    (torch.tensor([[1]]), {"stop_ids": ["a"]}, "stop_ids"),
 ])
 def test_generate_refuses_bad_arguments_with_one_line(prompt, kwargs, message):
     model = tiny()

@@ -53,6 +53,46 @@ def test_world_lm_trains_once_then_loads(cache):
     assert trained() == before + 2 and same_weights(model, fresh)
 
 
+RACE = """
+import sys, time
+import lslm.world_model as wm
+from tests.test_world_model import TINY
+
+train = wm.train_world_lm
+def slow_train(*args, **kwargs):  # a long enough build that the other process asks meanwhile
+    with open(sys.argv[1], "a") as log:
+        log.write("trained\\n")
+    time.sleep(2)
+    return train(*args, **kwargs)
+
+wm.train_world_lm = slow_train
+print(wm.world_lm(TINY)[0].num_params())
+"""
+
+
+def test_two_processes_asking_at_once_train_the_world_model_once(cache):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    log = cache / "builds.log"
+    root = Path(__file__).resolve().parents[1]
+    runs = [subprocess.Popen([sys.executable, "-c", RACE, str(log)], cwd=root, stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert log.read_text().splitlines() == ["trained"]  # the second one waited, then loaded
+    assert outs[0] == outs[1] and int(outs[0]) > 0
+
+
+def test_a_cache_that_cannot_hold_a_lock_still_builds(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with lslm.data.build_lock(blocker / "models" / "m"):  # no lock file can be made here
+        built = True
+    assert built
+
+
 def test_a_corrupt_cache_file_is_trained_again(cache, capsys):
     model, _ = wm.world_lm(TINY)
     file = checkpoint_file(wm.cache_folder(TINY))
