@@ -72,6 +72,9 @@ def _allowed(
     if key_mask is not None:
         keys = key_mask[:, None, None, :].bool()
         allowed = keys if allowed is None else allowed & keys
+        if causal:  # a query that may read nothing (a left pad) reads itself: no 0/0 in softmax
+            alone = ~allowed.any(dim=-1, keepdim=True)
+            allowed = allowed | (alone & torch.eye(t_k, dtype=torch.bool, device=device)[t_k - t_q :])
     return allowed
 
 

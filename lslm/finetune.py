@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from lslm.attention import KVCache
 from lslm.devices import model_device
 from lslm.errors import LslmError, whole_number
 from lslm.model import GPT
@@ -133,23 +134,73 @@ def _text_of(decode: Callable[[list[int]], str], i: int) -> str:
 
 @torch.no_grad()
 def complete(model: GPT, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
-             prompts: Sequence[str], max_new_tokens: int = 48, stop: str = "\n") -> list[str]:
-    """The greedy continuation of each prompt, cut before the first ``stop``, stripped."""
+             prompts: Sequence[str], max_new_tokens: int = 48, stop: str = "\n",
+             batch_size: int = 32) -> list[str]:
+    """The greedy continuation of each prompt, cut before the first ``stop``, stripped.
+
+    A RoPE model writes ``batch_size`` continuations at a time (see ``_greedy_batch``)."""
     model.eval()
     device = model_device(model)
     # A token whose own text holds the stop string ends the answer: greedy decoding can stop
     # there, and what it wrote up to it is the same.
     stop_ids = [i for i in range(model.config.vocab_size) if stop and stop in _text_of(decode, i)]
-    out = []
+    rows = []
     for prompt in prompts:
         ids = encode(prompt)
         if len(ids) >= model.config.block_size:
             raise LslmError(f"the prompt takes {len(ids)} tokens and leaves no room in the model's "
                             f"context of {model.config.block_size}: shorten it")
-        room = min(max_new_tokens, model.config.block_size - len(ids))
-        got = model.generate(torch.tensor([ids], device=device), room, temperature=0.0,
-                             stop_ids=stop_ids or None)[0, len(ids) :].tolist()
-        out.append(decode(got).split(stop)[0].strip())
+        rows.append(ids)
+    written: list[list[int]] = [[] for _ in rows]
+    if model.config.position == "rope":  # prompts of similar length share a batch
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        for k in range(0, len(order), batch_size):
+            chunk = order[k : k + batch_size]
+            for i, got in zip(chunk, _greedy_batch(model, [rows[i] for i in chunk], max_new_tokens, stop_ids)):
+                written[i] = got
+    else:  # learned positions: padding would move every position, so one prompt at a time
+        for i, ids in enumerate(rows):
+            room = min(max_new_tokens, model.config.block_size - len(ids))
+            written[i] = model.generate(torch.tensor([ids], device=device), room, temperature=0.0,
+                                        stop_ids=stop_ids or None)[0, len(ids) :].tolist()
+    return [decode(got).split(stop)[0].strip() for got in written]
+
+
+@torch.no_grad()
+def _greedy_batch(model: GPT, rows: list[list[int]], max_new_tokens: int,
+                  stop_ids: Sequence[int]) -> list[list[int]]:
+    """Greedy continuations of prompts of different lengths in one batch (a RoPE model):
+    padded on the left, the padding masked, until every row has written a stop id or has no
+    room left. Each row gets the tokens it would get alone."""
+    device = model_device(model)
+    width = max(len(r) for r in rows)
+    rooms = [min(max_new_tokens, model.config.block_size - len(r)) for r in rows]
+    steps = min(max(rooms), model.config.block_size - width)
+    x = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool, device=device)
+    for b, r in enumerate(rows):
+        x[b, width - len(r) :] = torch.tensor(r)
+        mask[b, width - len(r) :] = True
+    cache = KVCache(model.config.n_layer)
+    out: list[list[int]] = [[] for _ in rows]
+    done = [room == 0 for room in rooms]
+    stop = set(stop_ids)
+    for _ in range(steps):
+        next_ids = model.lm_head(model.features(x, cache=cache, key_mask=mask)[0][:, -1]).argmax(-1)
+        for b, t in enumerate(next_ids.tolist()):
+            if not done[b]:
+                out[b].append(t)
+                done[b] = t in stop or len(out[b]) == rooms[b]
+        if all(done):
+            return out
+        x = next_ids[:, None]
+        mask = torch.cat((mask, torch.ones((len(rows), 1), dtype=torch.bool, device=device)), dim=1)
+    # The padding took room a row would have had alone: finish those rows one at a time.
+    for b, r in enumerate(rows):
+        if not done[b]:
+            more = rooms[b] - len(out[b])
+            out[b] += model.generate(torch.tensor([r + out[b]], device=device), more, temperature=0.0,
+                                     stop_ids=list(stop) or None)[0, len(r) + len(out[b]) :].tolist()
     return out
 
 

@@ -159,9 +159,11 @@ class Block(nn.Module):
         self.residual = Residual(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, return_weights: bool = False, cache: tuple[KVCache, int] | None = None
+        self, x: torch.Tensor, return_weights: bool = False, cache: tuple[KVCache, int] | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, weights = self.residual(x, self.ln_1, self.attn, return_weights=return_weights, cache=cache)
+        x, weights = self.residual(x, self.ln_1, self.attn, key_mask=key_mask, return_weights=return_weights,
+                                   cache=cache)
         x = self.residual(x, self.ln_2, self.mlp)
         return x, weights
 
@@ -224,7 +226,8 @@ class GPT(NumParams, nn.Module):
             init_weights(self, config.n_layer)
 
     def features(
-        self, idx: torch.Tensor, return_attention: bool = False, cache: KVCache | None = None
+        self, idx: torch.Tensor, return_attention: bool = False, cache: KVCache | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list | None]:
         """The final hidden states (batch, time, n_embd), after the last LayerNorm.
 
@@ -232,6 +235,9 @@ class GPT(NumParams, nn.Module):
         answer-span pointer) can read them instead. With ``return_attention`` the second
         value is one (batch, heads, time, time) tensor per layer, else None. A ``cache``
         holds the keys and values of earlier tokens, so ``idx`` may be only the new ones.
+        ``key_mask`` (batch, cached + new positions) is False on padding no token may read:
+        prompts of different lengths, padded on the left, then run as one batch. A RoPE
+        model sees only distances, so each row reads exactly as it would alone.
         """
         # Cheap checks only (types and shapes, no pass over the data): this runs every step.
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
@@ -255,7 +261,7 @@ class GPT(NumParams, nn.Module):
         x = self.drop(x)
         attention = []
         for i, block in enumerate(self.blocks):
-            x, weights = block(x, return_attention, None if cache is None else (cache, i))
+            x, weights = block(x, return_attention, None if cache is None else (cache, i), key_mask)
             attention.append(weights)
         return self.ln_f(x), (attention if return_attention else None)
 

@@ -93,6 +93,37 @@ def test_complete_is_greedy_and_stops_at_the_stop_string():
         complete(model, encode, decode, ["x" * 16])
 
 
+def test_batched_greedy_continuations_equal_each_prompt_alone():
+    model = tiny(block_size=24)
+    prompts = ["a", "hello there", "xyz", "a much longer prompt", "q?"]
+    alone = []
+    for p in prompts:  # model.generate on each prompt by itself, then the same cut
+        ids = encode(p)
+        room = min(10, 24 - len(ids))
+        alone.append(decode(model.generate(torch.tensor([ids]), room, temperature=0.0)[0, len(ids):].tolist()))
+    stop = alone[1][4]  # a character one continuation writes: some rows stop early, some never
+    want = [a.split(stop)[0].strip() for a in alone]
+    assert complete(model, encode, decode, prompts, max_new_tokens=10, stop=stop) == want
+    assert complete(model, encode, decode, prompts, max_new_tokens=10, stop=stop, batch_size=2) == want
+    # 20 characters + 10 new ones do not fit in 24 beside the padding: those rows finish alone
+    assert complete(model, encode, decode, prompts, max_new_tokens=10, stop="\x00") == [a.strip() for a in alone]
+
+
+def test_left_padding_with_a_key_mask_leaves_a_rope_models_logits_as_they_are_alone():
+    model = tiny()
+    short, long = [5, 6, 7], [1, 2, 3, 4, 5, 6]
+    x = torch.tensor([[0, 0, 0] + short, long])
+    mask = torch.tensor([[False] * 3 + [True] * 3, [True] * 6])
+    with torch.no_grad():
+        both = model.lm_head(model.features(x, key_mask=mask)[0])
+        assert torch.allclose(both[0, 3:], model(torch.tensor([short]))[0][0], atol=1e-5)
+        assert torch.allclose(both[1], model(torch.tensor([long]))[0][0], atol=1e-5)
+        assert torch.isfinite(both).all()  # the pads read themselves, not nothing
+        written_out, weights = model.features(x, return_attention=True, key_mask=mask)  # softmax by hand
+        assert torch.isfinite(written_out).all() and torch.allclose(model.lm_head(written_out), both, atol=1e-5)
+        assert weights[0][0, :, 3:, :3].abs().max() == 0  # no real token reads a pad
+
+
 def test_a_longer_context_gives_a_rope_model_the_same_logits_on_short_inputs():
     model = tiny(block_size=8)
     longer = with_context(model, 32)
