@@ -1,9 +1,10 @@
 """Small pretrained models, trained once on this machine and cached; nothing is downloaded.
 
-* ``char_lm()``: notebook 04's baby GPT. Notebooks 07 (fine-tuning for sentiment) and 11
-  (looking inside) need a model that already knows some English; it trains notebook 04's
-  recipe once, on the built-in corpus, and keeps the checkpoint in
-  ``lslm.data.cache_dir()``, so the next notebook loads it in a moment.
+* ``char_lm()``: notebook 04's baby GPT. Notebook 00 shows it trained, and notebooks 01, 06,
+  07 (fine-tuning for sentiment) and 11 (looking inside) need a model that already knows some
+  English; it trains notebook 04's recipe once, on the built-in corpus, and keeps the
+  checkpoint (with its training curves, ``char_lm_history()``) in ``lslm.data.cache_dir()``,
+  so the next notebook loads it in a moment.
 * ``world_lm()``: the story world's base model (``lslm.world_model``): a BPE tokenizer and
   a GPT of a few million parameters trained on stories from ``lslm.world``, which writes
   stories that ``lslm.world.check_text`` judges well formed and on topic (notebook 06).
@@ -27,29 +28,56 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
     saves it under ``cache_dir()/models``; later calls load that file. The folder name
     holds a fingerprint of the corpus, which changes with the Python version.
     """
-    from lslm.data import build_lock, cache_dir
-    from lslm.pipeline import prepare_data
+    from lslm.data import build_lock
     from lslm.train import TrainConfig, Trainer
 
-    if steps < 1:
-        raise LslmError(f"steps must be at least 1, got {steps}")
-    data = prepare_data("python-docs", tokenizer="char")
-    fingerprint = hashlib.sha256(data.text.encode()).hexdigest()[:12]
-    folder = cache_dir() / "models" / f"char-python-docs-{fingerprint}-{steps}"
+    folder, data = _char_lm_folder(steps)
     with build_lock(folder):  # a notebook running alongside may be training it right now
         if checkpoint_file(folder).exists() and not retrain:
-            return load_model(folder)
+            try:
+                return load_model(folder)
+            except LslmError as e:
+                print(f"note: the cached model could not be used ({e}); training it again")
         config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=64, n_layer=4,
                            n_head=4, n_embd=128, bias=False)
-        train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10), eval_interval=0,
+        # Evaluation draws its batches from its own generator, so the curves it records
+        # leave the weights exactly as they would be without them.
+        train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10),
+                                eval_interval=min(100, steps), eval_iters=10,
                                 progress=progress, device="cpu")
         trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg)
         trainer.fit()
         try:
             trainer.save(folder)
-        except OSError as e:  # a read-only home: still hand back the model, just uncached
-            print(f"note: could not cache the model in {folder} ({e.strerror}); set LSLM_CACHE")
+        except LslmError as e:  # a read-only home: still hand back the model, just uncached
+            print(f"note: could not cache the model ({e}); set LSLM_CACHE")
         return trainer.model.eval(), data.tokenizer
+
+
+def char_lm_history(steps: int = 600) -> dict:
+    """The curves ``char_lm(steps)`` recorded while it trained (``Trainer.fit``'s history:
+    training loss at every step, validation loss every 100 steps, learning rate, speed).
+    Trains the model first if the cache does not hold it."""
+    from lslm.checkpoint import load_checkpoint
+
+    folder, _ = _char_lm_folder(steps)
+    if not checkpoint_file(folder).exists():
+        char_lm(steps)
+    if not checkpoint_file(folder).exists():
+        raise LslmError(f"could not cache the model in {folder}; set LSLM_CACHE to a folder you can write to")
+    return load_checkpoint(folder)["history"]
+
+
+def _char_lm_folder(steps: int):
+    from lslm.data import cache_dir
+    from lslm.pipeline import prepare_data
+
+    if steps < 1:
+        raise LslmError(f"steps must be at least 1, got {steps}")
+    data = prepare_data("python-docs", tokenizer="char")
+    fingerprint = hashlib.sha256(data.text.encode()).hexdigest()[:12]
+    # v2: the checkpoint holds validation curves (notebook 00 draws them)
+    return cache_dir() / "models" / f"char-v2-python-docs-{fingerprint}-{steps}", data
 
 
 def world_lm(recipe=None, *, retrain: bool = False, progress: bool = False) -> tuple[GPT, Tokenizer]:
