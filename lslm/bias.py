@@ -9,6 +9,8 @@ follows the job: "There once was a nurse named ___". So the probability a model 
 * ``she_share``: P(female name) / P(any name) after each prompt, from the next-token
   distribution when every name is one token (``she_share_by_scoring`` scores each name in
   full instead: the slow reference it is tested against).
+* ``greedy_names``: the name greedy decoding writes after each prompt: what a reader of the
+  model's text sees, where ``she_share`` is what the model's probabilities say.
 * ``data_she_share``: the same share counted in a training text.
 * ``skew``: mean share over the jobs the world stereotypes as "she" minus the mean over the
   "he" jobs; 0 for an unbiased model. ``bootstrap_interval`` puts a 95% interval on it by
@@ -97,6 +99,23 @@ def she_share_by_scoring(model: nn.Module, tokenizer, prompts: Sequence[str]) ->
         f, m = p[: len(lx.FEMALE_NAMES)].sum(), p[len(lx.FEMALE_NAMES):].sum()
         out.append((f / (f + m)).float())
     return torch.stack(out)
+
+
+def greedy_names(model: nn.Module, tokenizer, prompts: Sequence[str]) -> list[str]:
+    """The word greedy decoding writes after each prompt ("Mia" after "... a nurse named")."""
+    from lslm.finetune import complete
+
+    if not prompts:
+        raise LslmError("greedy_names needs at least one prompt (see job_prompts)")
+    written = complete(model, tokenizer.encode, tokenizer.decode, list(prompts), max_new_tokens=3)
+    return [(w.split() or [""])[0].strip(".,!?") for w in written]
+
+
+def female_share(names: Sequence[str]) -> float:
+    """The share of ``names`` that are women's names in the world."""
+    if not names:
+        raise LslmError("female_share needs at least one name")
+    return sum(n in lx.FEMALE_NAMES for n in names) / len(names)
 
 
 _NAMED = re.compile(r"\b(?:an?) (\w+) named (\w+)")

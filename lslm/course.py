@@ -19,7 +19,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("08_machine_translation.ipynb", "Machine translation: an encoder-decoder Transformer"),
     ("09_question_answering.ipynb", "Question answering: point at the answer"),
     ("10_scale_and_compute.ipynb", "Scale and compute"),
-    ("11_inside_the_model.ipynb", "Inside the model: interpretability, control, limitations"),
+    ("11_inside_the_model.ipynb", "Inside the model: interpretability and control"),
     ("12_the_tools.ipynb",
      "The tools: Hugging Face weights, TensorBoard and training on several processes"),
     ("13_summarization.ipynb",
@@ -27,7 +27,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("14_assistant.ipynb",
      "From a language model to an assistant: prompting, instruction tuning, LoRA and DPO"),
     ("15_risks.ipynb",
-     "The article's challenges, measured and reduced: made-up answers and privacy"),
+     "The article's challenges, measured and reduced: made-up answers, bias and privacy"),
 )
 
 

@@ -245,11 +245,12 @@ def add_token_rows(model: GPT, n: int, seed: int = 0) -> GPT:
 
 def continue_pretraining(model: GPT, tokenizer, text: str, *, steps: int, lr: float = 1e-3,
                          block_size: int = 32, batch_size: int = 16, seed: int = 0, dp=None,
-                         amp: bool = True, progress: bool = False) -> tuple[GPT, list[float]]:
+                         weight_decay: float = 0.01, amp: bool = True,
+                         progress: bool = False) -> tuple[GPT, list[float]]:
     """A copy of ``model`` trained ``steps`` more steps on random ``block_size`` windows of
     ``text`` (``model`` itself is left as it was), and each step's loss. With ``dp``, an
-    ``lslm.privacy.DPConfig``, the gradient is DP-SGD's. Warmup then cosine decay, AdamW,
-    the library's loop."""
+    ``lslm.privacy.DPConfig``, the gradient is DP-SGD's. Warmup then cosine decay, AdamW
+    (``weight_decay`` on the weight matrices), the library's loop."""
     import copy
 
     from lslm.data import get_batch
@@ -261,7 +262,7 @@ def continue_pretraining(model: GPT, tokenizer, text: str, *, steps: int, lr: fl
     generator = torch.Generator().manual_seed(seed)
     device = model_device(tuned)
     cfg = TrainConfig(max_iters=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10,
-                      warmup_iters=max(1, steps // 10), weight_decay=0.01, beta2=0.99,
+                      warmup_iters=max(1, steps // 10), weight_decay=weight_decay, beta2=0.99,
                       eval_interval=0, seed=seed, amp=amp, progress=progress)
     get = lambda: get_batch(ids, batch_size, block_size, generator, device)  # noqa: E731
     if dp is None:

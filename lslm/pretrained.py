@@ -20,13 +20,18 @@ from lslm.model import GPT, GPTConfig
 from lslm.tokenizers import Tokenizer
 
 
+CHAR_LM_SNAPSHOTS = (100, 300)  # younger copies of char_lm kept on the way, for notebook 05
+
+
 def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) -> tuple[GPT, Tokenizer]:
     """Notebook 04's GPT (4 layers, 4 heads, 128 wide, 64 characters of context),
     trained ``steps`` steps on the built-in Python-docs corpus with a char tokenizer.
 
     The first call trains it (about half a minute for 600 steps on a laptop CPU) and
-    saves it under ``cache_dir()/models``; later calls load that file. The folder name
-    holds a fingerprint of the corpus, which changes with the Python version.
+    saves it under ``cache_dir()/models``, with its training curves (``char_lm_history``)
+    and copies of it at the steps of ``CHAR_LM_SNAPSHOTS`` (``char_lm_snapshot``); later
+    calls load that file. The folder name holds a fingerprint of the corpus, which changes
+    with the Python version.
     """
     from lslm.data import build_lock
     from lslm.train import TrainConfig, Trainer
@@ -45,13 +50,26 @@ def char_lm(steps: int = 600, *, retrain: bool = False, progress: bool = False) 
         train_cfg = TrainConfig(max_iters=steps, warmup_iters=min(50, steps // 10),
                                 eval_interval=min(100, steps), eval_iters=10,
                                 progress=progress, device="cpu")
-        trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg)
+        trainer = Trainer(GPT(config, seed=0), data.tokenizer, data.tokens, train_cfg,
+                          callbacks=[lambda t, record: _keep_snapshot(t, record, folder)])
         trainer.fit()
         try:
-            trainer.save(folder)
+            trainer.save(folder)  # last: a folder whose main file exists holds its snapshots too
         except LslmError as e:  # a read-only home: still hand back the model, just uncached
             print(f"note: could not cache the model ({e}); set LSLM_CACHE")
         return trainer.model.eval(), data.tokenizer
+
+
+def _keep_snapshot(trainer, record: dict, folder) -> None:
+    from lslm.checkpoint import save_checkpoint
+
+    if record.get("step") in CHAR_LM_SNAPSHOTS and "train_loss" in record:
+        try:
+            save_checkpoint(folder / f"step{record['step']}", step=record["step"],
+                            model={k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+                            model_config=trainer.model.config.to_dict(), tokenizer=trainer.tokenizer.state())
+        except LslmError:
+            pass  # an unwritable cache: the final save says so once
 
 
 def char_lm_history(steps: int = 600) -> dict:
@@ -60,12 +78,36 @@ def char_lm_history(steps: int = 600) -> dict:
     Trains the model first if the cache does not hold it."""
     from lslm.checkpoint import load_checkpoint
 
+    return _from_cache(steps, lambda folder: load_checkpoint(folder)["history"])
+
+
+def char_lm_snapshot(step: int, steps: int = 600) -> tuple[GPT, Tokenizer]:
+    """``char_lm(steps)`` as it was after ``step`` of its steps: 0 (its weights before any
+    training) or one of ``CHAR_LM_SNAPSHOTS``. Trains the model first if the cache does
+    not hold it, or holds it without that snapshot."""
+    if step == 0:
+        model, tokenizer = char_lm(steps)
+        return GPT(model.config, seed=0).eval(), tokenizer
+    if step not in CHAR_LM_SNAPSHOTS or step >= steps:
+        raise LslmError(f"char_lm({steps}) keeps snapshots at steps "
+                        f"{[s for s in CHAR_LM_SNAPSHOTS if s < steps]} (and 0), not {step}")
+    return _from_cache(steps, lambda folder: load_model(folder / f"step{step}"))
+
+
+def _from_cache(steps: int, read):
+    """``read(folder)`` of char_lm(steps)'s cache folder, training it (again) first if the
+    folder does not hold a readable answer."""
+    char_lm(steps)
     folder, _ = _char_lm_folder(steps)
-    if not checkpoint_file(folder).exists():
-        char_lm(steps)
-    if not checkpoint_file(folder).exists():
-        raise LslmError(f"could not cache the model in {folder}; set LSLM_CACHE to a folder you can write to")
-    return load_checkpoint(folder)["history"]
+    try:
+        return read(folder)
+    except LslmError:
+        char_lm(steps, retrain=True)
+    try:
+        return read(folder)
+    except LslmError as e:
+        raise LslmError(f"could not cache char_lm in {folder} ({e}); set LSLM_CACHE to a "
+                        "folder you can write to") from None
 
 
 def _char_lm_folder(steps: int):

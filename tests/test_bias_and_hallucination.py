@@ -33,6 +33,26 @@ def test_she_share_by_next_token_equals_scoring_every_name_in_full(word_tok):
     assert ((fast > 0) & (fast < 1)).all()
 
 
+def test_greedy_names_are_the_argmax_continuation_written_out(word_tok):
+    model = GPT(GPTConfig(vocab_size=word_tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16), seed=1).eval()
+    prompts = bias.job_prompts("nurse")[:2] + bias.job_prompts("pilot")[:2]
+    want = []
+    for prompt in prompts:  # three argmax steps by hand, then the first word
+        ids = word_tok.encode(prompt)
+        for _ in range(3):
+            with torch.no_grad():
+                ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+        words = word_tok.decode(ids[len(word_tok.encode(prompt)):]).split("\n")[0].split()
+        want.append(words[0].strip(".,!?") if words else "")
+    assert bias.greedy_names(model, word_tok, prompts) == want
+
+
+def test_female_share_counts_the_worlds_female_names():
+    assert bias.female_share([lx.FEMALE_NAMES[0], lx.MALE_NAMES[0], lx.FEMALE_NAMES[1], "tree"]) == 0.5
+    with pytest.raises(LslmError, match="at least one"):
+        bias.female_share([])
+
+
 def test_data_she_share_counts_the_skew_the_world_was_asked_for():
     text = "\n\n".join(s.text for s in stories(1500, seed=4, config=WorldConfig(pronoun_skew=0.9)))
     assert bias.data_she_share(text, bias.SHE_JOBS) == pytest.approx(0.9, abs=0.06)

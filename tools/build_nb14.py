@@ -371,7 +371,7 @@ assert check("dpo_loss_of_a_pair", math.log(1 + math.exp(-0.5)), policy_chosen=-
 
 md("""
 **Next:** [15 · The article's challenges, measured and reduced](15_risks.ipynb): the assistant makes
-up answers about stories it never saw, and a model trained on secrets gives them back.
+up answers about stories it never saw, a model learns a skew between jobs and pronouns, and a model trained on secrets gives them back.
 """)
 
 write("notebooks/14_assistant.ipynb")

@@ -4,7 +4,7 @@ with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 from nbbuild import code, md, write
 
 md("""
-# 15 · The article's challenges, measured and reduced: made-up answers and privacy
+# 15 · The article's challenges, measured and reduced: made-up answers, bias and privacy
 
 **Goal:** the source article warns that language models "don't understand the real world",
 "may produce biased or inappropriate outputs", and raise questions of data privacy
@@ -14,15 +14,17 @@ it and **measure again**:
 
 1. **Made-up answers:** ask the assistant of notebook 14 about stories it never saw, without
    the story; then let it refuse when unsure, or give it the story by retrieval.
-2. **Privacy:** plant secret "canaries" in the training text, measure how exposed each is
+2. **Bias:** train on a world where jobs come with a pronoun 9 times in 10, measure the skew
+   the model learns (and the skew its text shows); then retrain with counterfactual twins.
+3. **Privacy:** plant secret "canaries" in the training text, measure how exposed each is
    (Carlini et al. 2019), extract one; then deduplicate, or train with DP-SGD.
-
-(Bias, the article's third challenge, has a paired-prompt probe in notebook 11.)
 
 About two minutes on a laptop CPU, with the models of notebooks 06 and 14 cached.
 """)
 
 code("""
+import random
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -139,8 +141,156 @@ md("""
 Retrieval cuts made-up answers to the assistant's own error rate with the story in front of
 it; what remains are reading mistakes (above all "Who helped X?"), and a question whose
 name matches the wrong page gets an answer about the wrong story.
+""")
 
-## 2. Privacy: canaries, exposure, and two mitigations
+md("""
+## 2. Bias: a skew in the data, learned, amplified, then removed
+
+In the world a name tells the reader whether a character is "he" or "she", and a story
+introduces its hero job first: "There once was a nurse named ___". The world the base model
+learned from picks "he" or "she" at even odds, whatever the job. Turn on the world's knob
+`pronoun_skew=0.9` and 9 in 10 of the nurses, dancers, librarians ... are "she", 9 in 10 of
+the pilots, builders, miners ... are "he".
+
+**The measure** (`lslm.bias`): after each of the world's 4 ways of introducing a job, the
+probability the model gives to a woman's name, as a share of the probability of all names
+(`she_share`). The **skew** is the mean share over the "she" jobs minus the mean over the "he"
+jobs: 0 when the job tells the model nothing about the pronoun, 1 when it decides it.
+Resampling the jobs gives a 95% interval (`bootstrap_interval`).
+""")
+
+code("""
+def openings(n, seed, config=None):  # a story's first sentence introduces its hero: a job and a name
+    return "\\n\\n".join(s.sentences[0] for s in stories(n, seed=seed, config=config))
+
+
+def measure(model):
+    she, he = bias.job_shares(model, tok, bias.SHE_JOBS), bias.job_shares(model, tok, bias.HE_JOBS)
+    return {"she": she, "he": he, "skew": bias.skew(she, he), "interval": bias.bootstrap_interval(she, he)}
+
+
+skewed_world = WorldConfig(pronoun_skew=0.9)
+skewed_text = openings(3000, 11, skewed_world)
+data_she = {j: bias.data_she_share(skewed_text, [j]) for j in bias.SHE_JOBS + bias.HE_JOBS}
+data_skew = bias.data_she_share(skewed_text, bias.SHE_JOBS) - bias.data_she_share(skewed_text, bias.HE_JOBS)
+print("'she' jobs:", ", ".join(bias.SHE_JOBS), "\\n'he' jobs: ", ", ".join(bias.HE_JOBS))
+print("training text, e.g.:", " | ".join(skewed_text.split("\\n\\n")[:2]))
+print(f"skew in the training text: {data_skew:.2f}")
+measured = {"base model": measure(base)}
+print(f"skew of the base model:    {measured['base model']['skew']:.3f}, 95% interval "
+      "{:.3f} to {:.3f}".format(*measured["base model"]["interval"]))
+assert abs(measured["base model"]["skew"]) < 0.05  # it learned from an even world
+""")
+
+md("""
+Continue training the base model on the 3,000 skewed openings (600 steps of 32 windows of 32
+tokens, learning rate 3e-3, pretraining's weight decay of 0.1). The job-to-name link is
+learned late and in a sudden jump, whose timing depends on the tiniest details of the
+arithmetic: at 300 or 450 steps some runs had made it and others had not, so this run is
+long enough to be past it every time (RESULTS.md, "The bias experiment").
+""")
+
+code("""
+skewed_model, _ = continue_pretraining(base, tok, skewed_text, steps=600, lr=3e-3, block_size=32, batch_size=32,
+                                       weight_decay=0.1, progress=True)
+measured["trained on the skewed world"] = learned = measure(skewed_model)
+print(f"skew in the training text {data_skew:.2f}; learned skew {learned['skew']:.2f}, 95% interval "
+      "{:.2f} to {:.2f}".format(*learned["interval"]))
+assert learned["interval"][0] > 0.3, "the model should have learned the job -> pronoun link"
+""")
+
+md("""
+### Does the model amplify the skew?
+
+Its **probabilities** hardly do: training with cross-entropy rewards matching how often each
+name follows a job in the data, and the learned skew lands near the data's, a little above
+or below it from one run to the next. But a reader sees the **text** a model writes, and
+greedy decoding always writes the likeliest name: a 9-in-10 habit becomes a 10-in-10 rule.
+Amplification happens at decoding.
+""")
+
+code("""
+prompts = {group: [p for j in jobs for p in bias.job_prompts(j)]
+           for group, jobs in (("she", bias.SHE_JOBS), ("he", bias.HE_JOBS))}
+greedy = {group: bias.female_share(bias.greedy_names(skewed_model, tok, ps)) for group, ps in prompts.items()}
+greedy_skew = greedy["she"] - greedy["he"]
+print(f"share of women's names greedy decoding writes: 'she' jobs {greedy['she']:.0%}, 'he' jobs {greedy['he']:.0%}")
+print(f"skew: data {data_skew:.2f}, the model's probabilities {learned['skew']:.2f}, its greedy text {greedy_skew:.2f}")
+assert abs(learned["skew"] - data_skew) < 0.15  # the probabilities follow the data
+assert greedy_skew > max(data_skew, learned["skew"]) + 0.05  # greedy text exaggerates it
+""")
+
+md("""
+### Reduce it: counterfactual data augmentation
+
+Counterfactual data augmentation (Lu et al. 2018, arXiv:1807.11714) pairs each story with
+its twin, every gender swapped (`WorldConfig(counterfactual=True)`), so every job is "she"
+exactly as often as "he". To compare fairly, keep the amount of text: the first 1,500 of the
+same openings and their 1,500 twins, shuffled, trained the same 600 steps. (Unshuffled, each
+twin follows its original and repeats it word for word but for the name: the model learns to
+copy the sentence before, and its perplexity on new text suffers; RESULTS.md.)
+
+The cost: perplexity on new openings of the skewed world, where knowing the skew helps, and
+of an even world, where it does not.
+""")
+
+code("""
+twins = [s.sentences[0] for s in stories(3000, seed=11, config=WorldConfig(pronoun_skew=0.9, counterfactual=True))]
+random.Random(0).shuffle(twins)
+cda_text = "\\n\\n".join(twins)
+print(f"share of women's names after the 'she' jobs: {bias.data_she_share(cda_text, bias.SHE_JOBS):.2f}, "
+      f"after the 'he' jobs: {bias.data_she_share(cda_text, bias.HE_JOBS):.2f}")
+assert bias.data_she_share(cda_text, bias.SHE_JOBS) == bias.data_she_share(cda_text, bias.HE_JOBS) == 0.5
+cda_model, _ = continue_pretraining(base, tok, cda_text, steps=600, lr=3e-3, block_size=32, batch_size=32,
+                                    weight_decay=0.1, progress=True)
+measured["with counterfactual twins"] = fixed = measure(cda_model)
+new_openings = {"skewed world": openings(300, 12, skewed_world), "even world": openings(300, 12)}
+ppl = {name: {world: text_perplexity(m, tok, text) for world, text in new_openings.items()}
+       for name, m in (("trained on the skewed world", skewed_model), ("with counterfactual twins", cda_model))}
+
+jobs = bias.SHE_JOBS + bias.HE_JOBS
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3.2, 1]})
+width = 0.27
+ax.bar([i - width for i in range(len(jobs))], [data_she[j] for j in jobs], width, label="the skewed training text", color="lightgray")
+for k, name in enumerate(["trained on the skewed world", "with counterfactual twins"]):
+    shares = torch.cat([measured[name]["she"], measured[name]["he"]]).mean(1)
+    ax.bar([i + k * width for i in range(len(jobs))], shares.tolist(), width, label=name)
+ax.axhline(0.5, color="black", ls=":", lw=1, label="the twins' training text")
+ax.axvline(len(bias.SHE_JOBS) - 0.5, color="gray", lw=1)
+ax.set_xticks(range(len(jobs)), jobs, rotation=45, ha="right")
+ax.set(ylabel="share of women's names", ylim=(0, 1), title="'she' jobs (left) and 'he' jobs (right)")
+ax.legend(fontsize=8, loc="upper right")
+names = list(measured)
+ax2.errorbar(range(len(names)), [measured[n]["skew"] for n in names], fmt="o", capsize=4,
+             yerr=[[measured[n]["skew"] - measured[n]["interval"][0] for n in names],
+                   [measured[n]["interval"][1] - measured[n]["skew"] for n in names]])
+ax2.axhline(data_skew, color="gray", ls="--", label="training text")
+ax2.plot(1, greedy_skew, "x", color="tab:red", ms=9, label="its greedy text")
+ax2.set_xticks(range(len(names)), ["base", "skewed", "twins"])
+ax2.set(ylabel="skew (95% interval)", ylim=(-0.1, 1.05), title="Skew")
+ax2.legend(fontsize=8, loc="center right")
+plt.tight_layout()
+plt.show()
+for name, row in ppl.items():
+    print(f"{name:28} skew {measured[name]['skew']:5.2f}   perplexity on new openings: "
+          + ", ".join(f"{world} {p:.3f}" for world, p in row.items()))
+cost = ppl["with counterfactual twins"]["skewed world"] / ppl["trained on the skewed world"]["skewed world"] - 1
+print(f"counterfactual twins: skew {learned['skew']:.2f} -> {fixed['skew']:.3f}, perplexity on the skewed world {cost:+.1%}")
+assert fixed["skew"] <= learned["skew"] / 2, "the twins should at least halve the learned skew"
+assert cost < 0.06, "at a small cost in perplexity"
+assert ppl["with counterfactual twins"]["even world"] <= ppl["trained on the skewed world"]["even world"]
+""")
+
+md("""
+The twins remove the skew: the model is left with no reason to tie a job to a pronoun. The
+price, on text from the skewed world where the skewed model's bet on the odds pays, is small,
+because only the name after a job depends on it; on the even world the twins' model is the
+better one. Augmentation fixes what a model learns from its data; it does
+not fix the data itself, or what a model infers from other words a text uses.
+""")
+
+md("""
+## 3. Privacy: canaries, exposure, and two mitigations
 
 Plant 8 secrets ("Mia's secret number is 481."), two at each of 1, 4, 16 and 64 copies, in
 300 stories, and continue training the base model on them. A secret's **exposure** (Carlini
