@@ -223,23 +223,36 @@ class SelfAttention(MultiHeadAttention):
     GPT); ``causal=False`` lets it look both ways (an encoder). ``forward`` returns
     ``(y, weights)``; ``weights`` has shape (batch, heads, time, time) when asked for with
     ``return_weights=True``, else None.
+
+    ``n_kv_head`` below ``n_head`` is grouped-query attention (Ainslie et al. 2023): each
+    key/value head serves ``n_head / n_kv_head`` query heads, so the projection and the
+    KV cache hold that much less; 1 is multi-query attention (Shazeer 2019).
     """
 
     def __init__(
         self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = False,
-        rope: bool = False,
+        rope: bool = False, rope_theta: float = 10000.0, n_kv_head: int | None = None,
     ):
         super().__init__(n_embd, n_head, dropout)
         self.causal = causal
         self.rope = rope  # rotate q and k by position (apply_rope) instead of a position embedding
+        self.rope_theta = rope_theta
+        self.n_kv_head = n_kv_head or n_head
+        if n_head % self.n_kv_head:
+            raise LslmError(f"n_head ({n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
+        self.kv_width = self.n_kv_head * (n_embd // n_head)
         # One matrix makes Q, K and V for every head at once.
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_attn = nn.Linear(n_embd, n_embd + 2 * self.kv_width, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T, C) -> q, k, v each (B, heads, T, head_size)."""
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        return self.heads(q), self.heads(k), self.heads(v)
+        """(B, T, C) -> q (B, heads, T, head_size) and k, v (B, kv heads, T, head_size)."""
+        q, k, v = self.c_attn(x).split((self.n_embd, self.kv_width, self.kv_width), dim=2)
+        if self.n_kv_head == self.n_head:
+            return self.heads(q), self.heads(k), self.heads(v)
+        b, t, _ = x.shape
+        kv = (z.view(b, t, self.n_kv_head, -1).transpose(1, 2) for z in (k, v))
+        return (self.heads(q), *kv)
 
     def forward(
         self,
@@ -252,9 +265,12 @@ class SelfAttention(MultiHeadAttention):
         q, k, v = self.split_heads(x)
         if self.rope:  # the new tokens come after the ones this layer has cached
             start = 0 if cache is None else cache[0].seen(cache[1])
-            q, k = apply_rope(q, start), apply_rope(k, start)
-        if cache is not None:
+            q, k = apply_rope(q, start, self.rope_theta), apply_rope(k, start, self.rope_theta)
+        if cache is not None:  # the cache keeps the n_kv_head heads only
             k, v = cache[0].extend(cache[1], k, v)
+        if self.n_kv_head != self.n_head:  # query head h reads key/value head h // group
+            group = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         return self.mix(q, k, v, self.causal, key_mask, return_weights)
 
 
@@ -262,8 +278,9 @@ class CausalSelfAttention(SelfAttention):
     """Self-attention that never looks ahead: the kind a GPT uses."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 rope: bool = False):
-        super().__init__(n_embd, n_head, dropout, bias, causal=True, rope=rope)
+                 rope: bool = False, rope_theta: float = 10000.0, n_kv_head: int | None = None):
+        super().__init__(n_embd, n_head, dropout, bias, causal=True, rope=rope, rope_theta=rope_theta,
+                         n_kv_head=n_kv_head)
 
 
 class CrossAttention(MultiHeadAttention):

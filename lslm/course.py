@@ -28,6 +28,8 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
      "From a language model to an assistant: prompting, instruction tuning, LoRA and DPO"),
     ("15_risks.ipynb",
      "The article's challenges, measured and reduced: made-up answers, bias and privacy"),
+    ("16_open_models.ipynb",
+     "From GPT-2 to today's open models: RoPE, RMSNorm, SwiGLU, grouped-query attention"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Load GPT-2 weights saved by Hugging Face into lslm's own ``GPT``.
+"""Load GPT-2 or Llama-format weights saved by Hugging Face into lslm's own ``GPT``.
 
 A Hugging Face checkpoint folder holds ``config.json`` (the shape of the model) and
 ``model.safetensors`` or ``pytorch_model.bin`` (the tensors). lslm's GPT has the same
@@ -8,6 +8,12 @@ architecture as GPT-2, so loading is mostly renaming, with two differences:
   ``nn.Linear`` keeps (out, in), so those matrices are transposed.
 * GPT-2 uses the tanh approximation of GELU (``gelu_new``), which the config records as
   ``gelu_approx="tanh"``.
+
+A Llama-format folder (``model_type`` "llama": Llama 2 and 3, and the many models that
+copy its layout) becomes a GPT with lslm's modern options: RoPE, RMSNorm, SwiGLU,
+grouped-query attention, no biases and (usually) an untied head. Its separate q, k and v
+projections are stacked into lslm's one ``c_attn`` matrix. Variants lslm does not
+implement (scaled RoPE, biases, another activation) are refused with a one-line error.
 
 Nothing here touches the network: get the files first (see ``find_local_gpt2``).
 """
@@ -57,11 +63,13 @@ def read_config(folder: Path) -> dict:
     if not isinstance(hf, dict):
         raise LslmError(f"{file} does not hold a JSON object of settings: download the model again")
     kind = hf.get("model_type")
-    if kind != "gpt2":
+    if kind not in ("gpt2", "llama"):
         raise LslmError(
-            f"{folder} holds a {shown(kind)} model, but lslm loads only GPT-2 (model_type 'gpt2'): "
-            "pass a GPT-2 folder such as gpt2, distilgpt2 or gpt2-medium"
+            f"{folder} holds a {shown(kind)} model, but lslm loads only GPT-2 and Llama-format models "
+            "(model_type 'gpt2' or 'llama'): pass a folder such as gpt2 or a Llama-format model"
         )
+    if kind == "llama":
+        return hf
     for name in INT_FIELDS:
         value = hf.get(name, 1)
         if type(value) is not int or value < 1:
@@ -158,24 +166,121 @@ def convert_state(hf_state: dict[str, torch.Tensor], target: GPTConfig | torch.n
     return {k: v.to(torch.float32).contiguous() for k, v in out.items()}
 
 
+# ------------------------------------------------------------------- Llama format
+LLAMA_INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                    "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "head_dim")
+
+
+def llama_config(hf: dict, file: str | Path = "config.json") -> GPTConfig:
+    """The ``GPTConfig`` matching a Hugging Face Llama ``config.json`` (the defaults are
+    ``transformers.LlamaConfig``'s, those of Llama 2 7B), or a one-line ``LslmError`` for a
+    variant lslm does not implement."""
+    for name in LLAMA_INT_FIELDS:
+        value = hf.get(name, 1)
+        if value is not None and (type(value) is not int or value < 1):
+            raise LslmError(f"{name} is {shown(value)} in {file}, but it must be a positive whole number")
+    act = hf.get("hidden_act", "silu")
+    if act != "silu":
+        raise LslmError(f"hidden_act {shown(act)} in {file} is not supported: lslm's SwiGLU uses silu")
+    for name in ("attention_bias", "mlp_bias"):
+        if hf.get(name, False) is not False:
+            raise LslmError(f"{name} is {shown(hf[name])} in {file}: lslm's Llama layout has no biases")
+    # transformers before 5 wrote rope_theta and rope_scaling; 5 writes rope_parameters.
+    rope = hf.get("rope_parameters") or {}
+    scaling = hf.get("rope_scaling") or {}
+    if not isinstance(rope, dict) or not isinstance(scaling, dict):
+        raise LslmError(f"rope_parameters / rope_scaling in {file} must be JSON objects")
+    kinds = (rope.get("rope_type", "default"), scaling.get("rope_type", scaling.get("type", "default")))
+    kind = next((k for k in kinds if k != "default"), "default")
+    if kind != "default":
+        raise LslmError(f"RoPE scaling {shown(kind)} in {file} is not supported: lslm implements plain "
+                        "RoPE only (rope_type 'default')")
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    hidden, heads = hf.get("hidden_size", 4096), hf.get("num_attention_heads", 32)
+    if hf.get("head_dim") not in (None, hidden // heads):
+        raise LslmError(f"head_dim={hf['head_dim']} in {file} is not hidden_size / num_attention_heads "
+                        f"= {hidden // heads}: lslm's attention needs that")
+    return GPTConfig(
+        vocab_size=hf.get("vocab_size", 32000),
+        block_size=hf.get("max_position_embeddings", 2048),
+        n_layer=hf.get("num_hidden_layers", 32),
+        n_head=heads,
+        n_embd=hidden,
+        bias=False,
+        position="rope",
+        rope_theta=theta,
+        norm="rmsnorm",
+        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        mlp="swiglu",
+        mlp_hidden=hf.get("intermediate_size", 11008),
+        n_kv_head=hf.get("num_key_value_heads") or heads,
+        tie_embeddings=hf.get("tie_word_embeddings", False),
+    )
+
+
+# lslm's name for each tensor of a Llama layer (q, k and v are stacked into c_attn).
+LLAMA_LAYER = {"input_layernorm.weight": "ln_1.weight", "self_attn.o_proj.weight": "attn.c_proj.weight",
+               "post_attention_layernorm.weight": "ln_2.weight", "mlp.gate_proj.weight": "mlp.w_gate.weight",
+               "mlp.up_proj.weight": "mlp.w_up.weight", "mlp.down_proj.weight": "mlp.c_proj.weight"}
+QKV = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight")
+
+
+def convert_llama_state(hf_state: dict[str, torch.Tensor], config: GPTConfig,
+                        where: str | Path = "the checkpoint") -> dict[str, torch.Tensor]:
+    """Hugging Face Llama tensors under lslm's names, checked against ``config``."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in hf_state.items():
+        if name.endswith("rotary_emb.inv_freq"):  # a buffer old checkpoints kept: recomputed here
+            continue
+        key = name.removeprefix("model.")
+        if key.startswith("layers.") and key.split(".")[1].isdigit():
+            _, i, rest = key.split(".", 2)
+            if rest in QKV:
+                qkv.setdefault(int(i), {})[rest] = tensor
+                continue
+            key = f"blocks.{i}.{LLAMA_LAYER.get(rest, rest)}"
+        else:
+            key = {"embed_tokens.weight": "wte.weight", "norm.weight": "ln_f.weight"}.get(key, key)
+        out[key] = tensor
+    for i, parts in sorted(qkv.items()):
+        missing = [p for p in QKV if p not in parts]
+        if missing:
+            raise LslmError(f"{where} lacks model.layers.{i}.{missing[0]}: the download is incomplete")
+        if any(t.dim() != 2 for t in parts.values()) or len({t.size(1) for t in parts.values()}) != 1:
+            raise LslmError(f"{where}: the q, k and v projections of layer {i} have shapes "
+                            f"{[tuple(parts[p].shape) for p in QKV]}, which do not fit together")
+        out[f"blocks.{i}.attn.c_attn.weight"] = torch.cat([parts[p] for p in QKV])
+    if config.tie_embeddings and "wte.weight" in out:
+        out.setdefault("lm_head.weight", out["wte.weight"])
+    problem = weights_problem(config, out)
+    if problem:
+        raise LslmError(f"{where} does not match config.json ({problem}): the weights and "
+                        "config.json do not belong together, or the download is incomplete")
+    return {k: v.to(torch.float32).contiguous() for k, v in out.items()}
+
+
 def from_pretrained(path: str | Path) -> GPT:
-    """A ``GPT`` with the weights of the GPT-2 checkpoint folder at ``path``, in eval mode.
+    """A ``GPT`` with the weights of the GPT-2 or Llama-format checkpoint folder at ``path``,
+    in eval mode.
 
     ``path`` is a local folder (for example a Hugging Face cache snapshot). The logits
-    match ``transformers.GPT2LMHeadModel`` on the same folder. The config is checked, and
-    the model's size (at most ``lslm.checkpoint.MAX_MODEL_BYTES`` of float32 parameters)
-    and the shapes of the weights against it, before the model is built.
+    match ``transformers.GPT2LMHeadModel`` (or ``LlamaForCausalLM``) on the same folder. The
+    config is checked, and the model's size (at most ``lslm.checkpoint.MAX_MODEL_BYTES`` of
+    float32 parameters) and the shapes of the weights against it, before the model is built.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise LslmError(f"no model folder at {folder}: {GET_GPT2}")
     hf = read_config(folder)
+    llama = hf.get("model_type") == "llama"
     try:
-        config = gpt_config(hf)
+        config = llama_config(hf, folder / "config.json") if llama else gpt_config(hf)
     except LslmError as e:
         raise LslmError(f"{folder / 'config.json'} describes no valid model: {e}") from None
     check_model_size(config, folder / "config.json")
-    state = convert_state(read_weights(folder), config, folder)
+    convert = convert_llama_state if llama else convert_state
+    state = convert(read_weights(folder), config, folder)
     # The checkpoint replaces the initial weights; a fixed seed keeps building them from
     # touching the caller's random state.
     model = GPT(config, seed=0)

@@ -3,8 +3,16 @@
 The shape follows GPT-2: token + position embeddings, a stack of pre-LayerNorm
 Transformer blocks (attention then MLP, each added back to a residual stream), a final
 LayerNorm and a language-model head whose weights are tied to the token embedding.
-``position="rope"`` swaps the learned position embedding for rotary ones (RoPE, as in
-Llama): attention turns each query and key by its position instead.
+
+Today's open models (Llama, Qwen, Mistral) change a handful of parts, each an option here
+and all off by default, so the GPT-2 path stays exactly as it was:
+
+* ``position="rope"``: rotary position embeddings; attention turns each query and key by
+  its position instead of adding a learned position vector (``rope_theta`` is the base).
+* ``norm="rmsnorm"``: RMSNorm, which rescales without centring and has no bias.
+* ``mlp="swiglu"``: a gated feed-forward layer, ``mlp_hidden`` wide.
+* ``n_kv_head``: grouped-query attention, fewer key/value heads than query heads.
+* ``bias=False`` and ``tie_embeddings=False``: no biases, and a head of its own.
 
 The parts below the config (``LayerNorm``, ``MLP``, the ``Residual`` sublayer, weight
 initialisation and tying) are shared with the encoder-decoder model in ``lslm.seq2seq``.
@@ -43,6 +51,13 @@ class GPTConfig(DictConfig):
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     gelu_approx: str = "none"  # "tanh" is GPT-2's own GELU (needed to load its weights)
     position: str = "learned"  # GPT-2's learned position embedding, or "rope": rotated q and k
+    rope_theta: float = 10000.0  # RoPE's base: pair i of a head turns at theta**(-2i/head_size)
+    norm: str = "layernorm"  # or "rmsnorm" (Llama): rescale by the root mean square only
+    norm_eps: float = 1e-5  # added to the variance (or mean square) before the square root
+    mlp: str = "gelu"  # GPT-2's GELU MLP, or "swiglu" (Llama): silu(x W_gate) * (x W_up), then down
+    mlp_hidden: int | None = None  # the MLP's inner width; None: 4 * n_embd, or about 8/3 for swiglu
+    n_kv_head: int | None = None  # key/value heads; None: one per query head; 1: multi-query
+    tie_embeddings: bool = True  # the LM head reuses the token embedding (GPT-2) or has its own
 
     def __post_init__(self) -> None:
         # Types, not only values: bias="no" is truthy and 2.0 layers is not a size. A bool is
@@ -58,14 +73,42 @@ class GPTConfig(DictConfig):
             )
         if not isinstance(self.gelu_approx, str) or self.gelu_approx not in ("none", "tanh"):
             raise LslmError(f'gelu_approx must be "none" or "tanh", got {shown(self.gelu_approx)}')
-        if not isinstance(self.position, str) or self.position not in ("learned", "rope"):
-            raise LslmError(f'position must be "learned" or "rope", got {shown(self.position)}')
+        for name, options in (("position", ("learned", "rope")), ("norm", ("layernorm", "rmsnorm")),
+                              ("mlp", ("gelu", "swiglu"))):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise LslmError(f"{name} must be " + " or ".join(f'"{o}"' for o in options) + f", got {shown(value)}")
+        if self.n_kv_head is not None:
+            self.n_kv_head = whole_number("n_kv_head", self.n_kv_head, minimum=1, maximum=MAX_SIZE)
+            if self.n_head % self.n_kv_head:
+                raise LslmError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: each "
+                                "key/value head serves a whole group of query heads (e.g. n_kv_head=1 or "
+                                f"{self.n_head})")
+        if self.mlp_hidden is not None:
+            self.mlp_hidden = whole_number("mlp_hidden", self.mlp_hidden, minimum=1, maximum=MAX_SIZE)
+        self.rope_theta = real_number("rope_theta", self.rope_theta, low=1.0)
+        self.norm_eps = real_number("norm_eps", self.norm_eps, 1e-12, 1.0)
+        if not isinstance(self.tie_embeddings, bool):
+            raise LslmError(f"tie_embeddings must be True or False, got {shown(self.tie_embeddings)}")
         if self.position == "rope" and (self.n_embd // self.n_head) % 2:
             raise LslmError(f"RoPE turns pairs of dimensions: n_embd / n_head = {self.n_embd // self.n_head} "
                             "must be even")
         self.dropout = real_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
         if not isinstance(self.bias, bool):
             raise LslmError(f"bias must be True or False, got {shown(self.bias)}")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_head``, or one per query head."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden(self) -> int:
+        """The MLP's inner width. SwiGLU has three matrices to GELU's two, so its default
+        is 8/3 * n_embd (rounded up to a multiple of 8): about the same parameters."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return 4 * self.n_embd if self.mlp == "gelu" else -(-8 * self.n_embd // 24) * 8
 
     @classmethod
     def gpt2_small(cls) -> "GPTConfig":
@@ -76,20 +119,28 @@ class GPTConfig(DictConfig):
 def param_breakdown(config: GPTConfig) -> dict[str, int]:
     """Exact parameter counts per part of the model, worked out on paper.
 
-    The LM head shares the token embedding matrix, so it adds nothing.
+    A tied LM head shares the token embedding matrix, so it adds nothing.
     """
-    c, b = config.n_embd, int(config.bias)
-    ln = c + b * c
-    attn = (c * 3 * c + b * 3 * c) + (c * c + b * c)
-    mlp = (c * 4 * c + b * 4 * c) + (4 * c * c + b * c)
-    per_block = 2 * ln + attn + mlp
+    c, b, h = config.n_embd, int(config.bias), config.hidden
+    norm = c + (b * c if config.norm == "layernorm" else 0)  # RMSNorm has a scale only
+    qkv = c + 2 * config.kv_heads * (c // config.n_head)  # fewer key/value heads: a narrower c_attn
+    attn = (c * qkv + b * qkv) + (c * c + b * c)
+    n_in = 2 if config.mlp == "swiglu" else 1  # gate and up, or one widening matrix
+    mlp = n_in * (c * h + b * h) + (h * c + b * c)
     return {
         "token_embedding": config.vocab_size * c,
         "position_embedding": config.block_size * c if config.position == "learned" else 0,
-        "blocks": config.n_layer * per_block,
-        "final_layernorm": ln,
-        "lm_head (tied)": 0,
+        "blocks": config.n_layer * (2 * norm + attn + mlp),
+        "final_layernorm": norm,
+        "lm_head (tied)" if config.tie_embeddings else "lm_head": 0 if config.tie_embeddings else config.vocab_size * c,
     }
+
+
+def kv_cache_bytes_per_token(config: GPTConfig, bytes_per_number: int = 2) -> int:
+    """What a ``KVCache`` holds for each token: a key and a value (``head_size`` numbers each)
+    for every key/value head of every layer. Grouped-query attention divides it by
+    ``n_head / n_kv_head``. ``bytes_per_number``: 2 for bfloat16 or float16, 4 for float32."""
+    return 2 * config.n_layer * config.kv_heads * (config.n_embd // config.n_head) * bytes_per_number
 
 
 def count_params(config: GPTConfig) -> int:
@@ -100,13 +151,37 @@ def count_params(config: GPTConfig) -> int:
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
 
-    def __init__(self, n: int, bias: bool):
+    def __init__(self, n: int, bias: bool, eps: float = 1e-5):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n))
         self.bias = nn.Parameter(torch.zeros(n)) if bias else None
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019), Llama's norm: ``x / sqrt(mean(x²) + eps) * weight``.
+
+    LayerNorm also subtracts the mean and adds a bias; RMSNorm keeps only the rescaling,
+    one reduction fewer, and trains as well in practice.
+    """
+
+    def __init__(self, n: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The config's norm, ``n_embd`` wide."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd, config.norm_eps)
+    return LayerNorm(config.n_embd, config.bias, config.norm_eps)
 
 
 class MLP(nn.Module):
@@ -120,6 +195,28 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu_approx))
+
+
+class SwiGLU(nn.Module):
+    """Llama's feed-forward layer (Shazeer 2020, "GLU variants improve Transformer"):
+    ``c_proj(silu(w_gate(x)) * w_up(x))``. One widened copy of ``x``, through SiLU, decides
+    how much of the other passes, feature by feature."""
+
+    def __init__(self, n_embd: int, n_hidden: int, bias: bool = False):
+        super().__init__()
+        self.w_gate = nn.Linear(n_embd, n_hidden, bias=bias)
+        self.w_up = nn.Linear(n_embd, n_hidden, bias=bias)
+        self.c_proj = nn.Linear(n_hidden, n_embd, bias=bias)  # named so init_weights scales it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+def make_mlp(config: GPTConfig) -> nn.Module:
+    """The config's feed-forward layer."""
+    if config.mlp == "swiglu":
+        return SwiGLU(config.n_embd, config.hidden, config.bias)
+    return MLP(config.n_embd, config.hidden, config.bias, config.gelu_approx)
 
 
 class Residual(nn.Module):
@@ -151,11 +248,12 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
-                                        rope=config.position == "rope")
-        self.ln_2 = LayerNorm(config.n_embd, config.bias)
-        self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, config.gelu_approx)
+                                        rope=config.position == "rope", rope_theta=config.rope_theta,
+                                        n_kv_head=config.kv_heads)
+        self.ln_2 = make_norm(config)
+        self.mlp = make_mlp(config)
         self.residual = Residual(config.dropout)
 
     def forward(
@@ -220,9 +318,10 @@ class GPT(NumParams, nn.Module):
                 self.wpe = nn.Embedding(config.block_size, config.n_embd)
             self.drop = nn.Dropout(config.dropout)
             self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-            self.ln_f = LayerNorm(config.n_embd, config.bias)
+            self.ln_f = make_norm(config)
             self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-            tie_weights(self.lm_head, self.wte)
+            if config.tie_embeddings:
+                tie_weights(self.lm_head, self.wte)
             init_weights(self, config.n_layer)
 
     def features(

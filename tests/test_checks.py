@@ -105,3 +105,18 @@ def test_assistant_exercises_agree_with_the_written_out_formulas():
     got = EXERCISES["dpo_loss_of_a_pair"].solve(policy_chosen=-2.0, policy_rejected=-3.0, ref_chosen=-2.5,
                                                 ref_rejected=-2.5, beta=0.5)
     assert got == pytest.approx(math.log(1 + math.exp(-margin)), abs=1e-6)
+
+
+def test_the_kv_cache_exercise_agrees_with_a_real_cache():
+    import torch
+
+    from lslm.attention import KVCache
+    from lslm.model import GPT, GPTConfig
+
+    config = GPTConfig(vocab_size=20, block_size=16, n_layer=3, n_head=4, n_embd=32, n_kv_head=2, position="rope")
+    cache = KVCache(config.n_layer)
+    GPT(config, seed=0).eval()(torch.zeros(1, 10, dtype=torch.long), cache=cache)
+    measured = sum(t.numel() * t.element_size() for t in cache.keys + cache.values) / 10  # float32: 4 bytes
+    assert EXERCISES["kv_cache_bytes"].solve(n_layer=3, n_kv_head=2, head_size=8, bytes_per_number=4) == measured
+    # Llama 2 70B (80 layers, 8 key/value heads of 128, bfloat16): 320 KiB per token.
+    assert EXERCISES["kv_cache_bytes"].solve(n_layer=80, n_kv_head=8, head_size=128, bytes_per_number=2) == 320 * 1024

@@ -104,8 +104,8 @@ def test_clear_errors(saved, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LslmError, match="no config.json"):
         from_pretrained(tmp_path / "empty")
-    with pytest.raises(LslmError, match="only GPT-2"):
-        from_pretrained(copy_folder(saved, tmp_path / "llama", {"model_type": "llama"}))
+    with pytest.raises(LslmError, match="only GPT-2 and Llama-format"):
+        from_pretrained(copy_folder(saved, tmp_path / "bert", {"model_type": "bert"}))
     with pytest.raises(LslmError, match="no model.safetensors or pytorch_model.bin"):
         from_pretrained(copy_folder(saved, tmp_path / "noweights", weights=False))
     with pytest.raises(LslmError, match="shape mismatch"):

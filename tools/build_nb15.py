@@ -427,8 +427,8 @@ assert check("clipped_norm", 0.5, parts=[[0.3], [0.4]], clip=1.0)
 """, "solution")
 
 md("""
-**Next:** that is the last notebook of the suite so far. The [README](../README.md) has the
-command line, the data and how to run the tests.
+**Next:** [16 · From GPT-2 to today's open models](16_open_models.ipynb): the parts Llama changed,
+one at a time, and a Llama-format checkpoint running in lslm's model.
 """)
 
 write("notebooks/15_risks.ipynb")
