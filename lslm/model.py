@@ -127,13 +127,17 @@ def param_breakdown(config: GPTConfig) -> dict[str, int]:
     attn = (c * qkv + b * qkv) + (c * c + b * c)
     n_in = 2 if config.mlp == "swiglu" else 1  # gate and up, or one widening matrix
     mlp = n_in * (c * h + b * h) + (h * c + b * c)
-    return {
+    parts = {
         "token_embedding": config.vocab_size * c,
         "position_embedding": config.block_size * c if config.position == "learned" else 0,
         "blocks": config.n_layer * (2 * norm + attn + mlp),
         "final_layernorm": norm,
-        "lm_head (tied)" if config.tie_embeddings else "lm_head": 0 if config.tie_embeddings else config.vocab_size * c,
     }
+    if config.tie_embeddings:
+        parts["lm_head (tied)"] = 0
+    else:
+        parts["lm_head"] = config.vocab_size * c  # a matrix of its own
+    return parts
 
 
 def kv_cache_bytes_per_token(config: GPTConfig, bytes_per_number: int = 2) -> int:

@@ -95,19 +95,17 @@ def char_lm_snapshot(step: int, steps: int = 600) -> tuple[GPT, Tokenizer]:
 
 
 def _from_cache(steps: int, read):
-    """``read(folder)`` of char_lm(steps)'s cache folder, training it (again) first if the
-    folder does not hold a readable answer."""
-    char_lm(steps)
+    """``read(folder)`` of char_lm(steps)'s cache folder; if it fails, train the model where
+    it is missing, then once more from scratch where a file is missing or damaged."""
     folder, _ = _char_lm_folder(steps)
-    try:
-        return read(folder)
-    except LslmError:
-        char_lm(steps, retrain=True)
-    try:
-        return read(folder)
-    except LslmError as e:
-        raise LslmError(f"could not cache char_lm in {folder} ({e}); set LSLM_CACHE to a "
-                        "folder you can write to") from None
+    for attempt in range(3):
+        try:
+            return read(folder)
+        except LslmError as e:
+            if attempt == 2:
+                raise LslmError(f"could not cache char_lm in {folder} ({e}); set LSLM_CACHE to a "
+                                "folder you can write to") from None
+            char_lm(steps, retrain=attempt == 1)
 
 
 def _char_lm_folder(steps: int):

@@ -45,6 +45,7 @@ from lslm.attention import KVCache, apply_rope
 from lslm.hf import from_pretrained, llama_config
 from lslm.model import GPT, GPTConfig, RMSNorm, SwiGLU, count_params, kv_cache_bytes_per_token, param_breakdown
 from lslm.pipeline import prepare_data
+from lslm.scale import flops_per_token
 from lslm.train import TrainConfig, Trainer
 
 data = prepare_data("python-docs", tokenizer="char")
@@ -56,6 +57,8 @@ for part in ("token_embedding", "position_embedding", "blocks", "final_layernorm
     print(f"{part:>22} {param_breakdown(gpt2_like)[part]:>12,} {param_breakdown(llama_like)[part]:>12,}")
 print(f"{'LM head':>22} {'(tied) 0':>12} {param_breakdown(llama_like)['lm_head']:>12,}")
 print(f"{'total':>22} {count_params(gpt2_like):>12,} {count_params(llama_like):>12,}")
+print(f"{'forward FLOPs a token':>22} {flops_per_token(gpt2_like, training=False):>12,.0f} "
+      f"{flops_per_token(llama_like, training=False):>12,.0f}")
 for config in (gpt2_like, llama_like):
     assert count_params(config) == GPT(config, seed=0).num_params()  # the count on paper is the model's
 """)
@@ -63,7 +66,10 @@ for config in (gpt2_like, llama_like):
 md("""
 At this size the untied head is the largest change: a second vocabulary-by-width matrix. In a
 7B model the embedding is 2% of the weights and the head's copy costs little; it lets the
-output and input meanings of a token differ.
+output and input meanings of a token differ. The compute follows the weights: about 2 FLOPs
+per weight a token passes through, plus attention's term, which grows with the context
+(Kaplan et al. 2020; `lslm.scale.flops_per_token`, notebook 10). The norms' and RoPE's
+elementwise work is too small to count.
 
 ## 1 · RMSNorm: rescale, without centring
 
