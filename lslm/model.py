@@ -359,8 +359,18 @@ class GPT(NumParams, nn.Module):
             x = self.wte(idx)
         except IndexError:  # what the embedding raises on CPU for an id outside the vocabulary
             raise self._id_error(idx) from None
+        return self.read(x, start, return_attention, cache, key_mask)
+
+    def read(
+        self, x: torch.Tensor, start: int = 0, return_attention: bool = False, cache: KVCache | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list | None]:
+        """The stack on input vectors ``x`` (batch, time, n_embd) at positions ``start``, ``start+1``,
+        ...: position embedding (learned positions), dropout, every block, the final norm.
+        ``features`` feeds it token embeddings; a model that makes other input vectors (image
+        patches, ``lslm.vlm``) feeds it those."""
         if self.config.position == "learned":  # RoPE instead turns q and k inside attention
-            x = x + self.wpe(torch.arange(start, start + t, device=idx.device))
+            x = x + self.wpe(torch.arange(start, start + x.size(1), device=x.device))
         x = self.drop(x)
         attention = []
         for i, block in enumerate(self.blocks):

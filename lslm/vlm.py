@@ -69,14 +69,7 @@ class TinyVLM(NumParams, nn.Module):
         if x.size(1) > gpt.config.block_size:
             raise LslmError(f"{self.n_image_tokens} image tokens and {idx.size(1)} text tokens exceed the "
                             f"context of {gpt.config.block_size}: shorten the text")
-        if gpt.config.position == "learned":
-            x = x + gpt.wpe(torch.arange(x.size(1), device=x.device))
-        x = gpt.drop(x)
-        attention = []
-        for block in gpt.blocks:
-            x, weights = block(x, return_attention)
-            attention.append(weights)
-        return gpt.ln_f(x), (attention if return_attention else None)
+        return gpt.read(x, return_attention=return_attention)
 
     def forward(self, images: torch.Tensor, idx: torch.Tensor,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
