@@ -30,6 +30,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
      "The article's challenges, measured and reduced: made-up answers, bias and privacy"),
     ("16_open_models.ipynb",
      "From GPT-2 to today's open models: RoPE, RMSNorm, SwiGLU, grouped-query attention"),
+    ("17_pictures_and_words.ipynb", "Pictures and words: a tiny vision-language model"),
 )
 
 

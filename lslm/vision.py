@@ -17,6 +17,7 @@ appear in the training pictures (``HELD_OUT``), so a test of composition is hone
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import torch
@@ -92,14 +93,77 @@ def relation(a: Thing, b: Thing) -> str:
 
 
 def describe(things: tuple[Thing, ...]) -> str:
-    """The caption: "a small red circle", or "a small red circle above a big blue square"."""
+    """The caption: "a small red circle", or "a small red circle above a big blue square".
+
+    One picture has one caption: of two things, the one above (or left of) the other is
+    named first, so a caption says "above" or "left of", never "below" or "right of"."""
     def name(t: Thing) -> str:
         return f"a {t.size} {t.colour} {t.shape}"
 
     if len(things) == 1:
         return name(things[0])
     a, b = things
+    if relation(a, b) in ("below", "right of"):
+        a, b = b, a
     return f"{name(a)} {relation(a, b)} {name(b)}"
+
+
+def question_kind(question: str) -> str:
+    """"colour", "shape", "size" or "where": what a question of ``ask`` asks about."""
+    for start, kind in (("what colour", "colour"), ("what shape", "shape"), ("is the", "size"),
+                        ("where", "where")):
+        if question.startswith(start):
+            return kind
+    raise LslmError(f"{shown(question)} is not a question of the picture world: see lslm.vision.ask")
+
+
+CAPTION = re.compile(r"a (\w+) (\w+) (\w+)(?: (above|below|left of|right of) a (\w+) (\w+) (\w+))?")
+
+
+def read_caption(caption: str) -> dict | None:
+    """A caption's claims: ``{"things": [(size, colour, shape), ...], "relation": str | None}``,
+    or ``None`` when it is not a caption of this world's grammar."""
+    m = CAPTION.fullmatch(caption.strip()) if isinstance(caption, str) else None
+    if not m:
+        return None
+    g = m.groups()
+    things = [g[0:3]] + ([g[4:7]] if g[3] else [])
+    if any(size not in SIZES or colour not in COLOURS or shape not in SHAPES
+           for size, colour, shape in things):
+        return None
+    return {"things": things, "relation": g[3]}
+
+
+def caption_scores(said: list[str], pictures: list[Picture]) -> dict[str, float]:
+    """How many of a model's captions' claims are true, attribute by attribute.
+
+    ``colour``, ``shape``, ``size``: the share of the pictures' things (in caption order)
+    whose attribute the caption got right; ``relation``: the share of two-thing pictures
+    whose relation it got right; ``count``: pictures with the right number of things;
+    ``exact``: captions equal to the truth; ``parsed``: captions in the world's grammar.
+    A thing the caption leaves out, or a caption that does not parse, counts as wrong."""
+    if len(said) != len(pictures) or not pictures:
+        raise LslmError(f"caption_scores takes one caption per picture, got {len(said)} for {len(pictures)}")
+    right = {k: 0 for k in ("colour", "shape", "size", "relation", "count", "exact", "parsed")}
+    n_things = n_pairs = 0
+    for text, pic in zip(said, pictures):
+        truth = read_caption(pic.caption)
+        claim = read_caption(text) or {"things": [], "relation": None}
+        right["parsed"] += bool(claim["things"])
+        right["exact"] += text.strip() == pic.caption
+        right["count"] += len(claim["things"]) == len(truth["things"])
+        for k, (size, colour, shape) in enumerate(truth["things"]):
+            n_things += 1
+            got = claim["things"][k] if k < len(claim["things"]) else (None, None, None)
+            right["size"] += got[0] == size
+            right["colour"] += got[1] == colour
+            right["shape"] += got[2] == shape
+        if truth["relation"]:
+            n_pairs += 1
+            right["relation"] += claim["relation"] == truth["relation"]
+    per = {"colour": n_things, "shape": n_things, "size": n_things, "relation": n_pairs}
+    return {k: v / per.get(k, len(pictures)) if per.get(k, len(pictures)) else float("nan")
+            for k, v in right.items()}
 
 
 def ask(things: tuple[Thing, ...]) -> tuple[tuple[str, str], ...]:
@@ -171,6 +235,13 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     x = images.reshape(b, c, h // patch, patch, w // patch, patch)
     x = x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch) * (w // patch), patch * patch * c)
     return x[0] if one else x
+
+
+def patch_mask(thing: Thing, size: int = 32, patch: int = 8) -> torch.Tensor:
+    """(grid, grid) bools: which patches of a ``size`` picture hold some of ``thing``'s pixels."""
+    covered = (draw((thing,), size) != 255).any(0)
+    grid = size // patch
+    return covered.reshape(grid, patch, grid, patch).any(3).any(1)
 
 
 def unpatchify(patches: torch.Tensor, patch: int, height: int, width: int) -> torch.Tensor:

@@ -359,3 +359,41 @@ def test_chat_widget_in_chromium(browser, lab, tmp_path):
     assert "the park" not in widget.locator(".lslm-answer").inner_text()
     shoot(page, widget, screenshots_dir(tmp_path) / "chat-widget.png")
     page.close()
+
+
+PATCHES = [
+    "from lslm import vision, vlm\n"
+    "from lslm.widgets import PatchAttention\n"
+    "pics = vision.pictures(600, seed=7)\n"
+    "model, _ = vlm.train_vlm(pics, 'caption', steps=300, batch_size=32, seed=0)",
+    "PatchAttention(model, vision.pictures(6, seed=7, split='test'))",
+]
+
+
+def test_patch_attention_in_chromium(browser, lab, tmp_path):
+    """Notebook 17's widget: pick another word, then another picture; the picture follows."""
+    page = run_scratch_notebook(browser, lab, "patches.ipynb", PATCHES)
+    widget = page.locator(".lslm-patch-attention").first
+    widget.wait_for(timeout=60_000)
+    widget.scroll_into_view_if_needed()
+    has_picture = ("(old) => { const i = document.querySelector('.lslm-patch-attention img.lslm-image');"
+                   " return i && i.src !== old && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(has_picture, arg="", timeout=60_000)
+    src = img_state(page, "lslm-patch-attention")["src"][0]
+
+    words = widget.locator(".lslm-control-word select")
+    first_words = [w.replace("\xa0", " ") for w in words.locator("option").all_inner_texts()]
+    assert len(first_words) >= 4 and first_words[0].startswith("1: a")  # the model's caption, word by word
+    words.select_option(index=len(first_words) - 1)
+    page.wait_for_function(has_picture, arg=src, timeout=30_000)
+    src = img_state(page, "lslm-patch-attention")["src"][0]
+
+    widget.locator(".lslm-control-picture select").select_option(index=3)
+    page.wait_for_function(has_picture, arg=src, timeout=30_000)
+    after = img_state(page, "lslm-patch-attention")
+    assert after["count"] == 1 and after["width"][0] > 0
+    assert widget.locator(".lslm-message").inner_text().strip() == ""
+    questions = widget.locator(".lslm-control-about select option").all_inner_texts()
+    assert questions[0] == "caption" and all(q.endswith("?") for q in questions[1:])
+    shoot(page, widget, screenshots_dir(tmp_path) / "patch-attention.png")
+    page.close()

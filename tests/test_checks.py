@@ -120,3 +120,15 @@ def test_the_kv_cache_exercise_agrees_with_a_real_cache():
     assert EXERCISES["kv_cache_bytes"].solve(n_layer=3, n_kv_head=2, head_size=8, bytes_per_number=4) == measured
     # Llama 2 70B (80 layers, 8 key/value heads of 128, bfloat16): 320 KiB per token.
     assert EXERCISES["kv_cache_bytes"].solve(n_layer=80, n_kv_head=8, head_size=128, bytes_per_number=2) == 320 * 1024
+
+
+def test_the_image_tokens_exercise_agrees_with_the_models_prefix():
+    from lslm.vision import pictures
+    from lslm.vlm import TinyVLM, vlm_config
+
+    for size, patch in ((32, 8), (32, 4), (32, 16)):
+        model = TinyVLM(vlm_config(block_size=80), image_size=size, patch=patch)
+        tokens = model.image_tokens(pictures(1, size=size)[0].image[None])
+        assert EXERCISES["image_tokens"].solve(image_size=size, patch=patch) == tokens.size(1)
+    assert EXERCISES["image_tokens"].solve(image_size=224, patch=14) == 256  # PaliGemma at 224 pixels
+    assert not check("image_tokens", 448 // 14, image_size=448, patch=14)  # one side is not the grid

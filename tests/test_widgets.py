@@ -824,3 +824,52 @@ def test_chat_send_button_answers_the_text_box(taught_gpt, chat_tok):
     assert w.ask_count == count + 1 and w.last_answer == "Anna"
     assert "Anna" in w.answer.value and "the park" not in w.answer.value
     assert w.png != png and w.last_error is None
+
+
+# ----- PatchAttention (notebook 17) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_vlm():
+    from lslm import vision, vlm
+
+    pics = vision.pictures(6, seed=3)
+    model, _ = vlm.train_vlm(pics, "both", steps=30, config=vlm.vlm_config(n_embd=32, n_head=2), seed=0)
+    return model, pics
+
+
+def test_patch_attention_shows_the_models_own_words_and_attention(tiny_vlm):
+    from lslm import vlm
+    from lslm.widgets import PatchAttention
+
+    model, pics = tiny_vlm
+    w = PatchAttention(model, pics, picture=2)
+    assert w.png.startswith(PNG_MAGIC) and w.image.value == w.png and w.last_error is None
+    said = vlm.captions(model, [pics[2]])[0]
+    assert [label.split(": ", 1)[1] for label, _ in w.word.options] == said.split()
+    assert w.about.options[0] == "caption" and list(w.about.options[1:]) == [q for q, _ in pics[2].questions]
+    # the picture is the attention of the chosen word, layer and head
+    w.word.value = w.word.options[-1][1]
+    w.layer.value, w.head.value = 0, 1
+    expected = vlm.word_attention(model, pics[2].image, said, w.word.value)[0, 1]
+    torch.testing.assert_close(w.frame["w"], expected)
+    assert w.frame["share"] == pytest.approx(float(expected.sum()))
+    # a question: its words are the question's, the choices only the answer's
+    question = pics[2].questions[0][0]
+    w.about.value = question
+    answer = vlm.answers(model, [pics[2]], [question])[0]
+    assert [label.split(": ", 1)[1] for label, _ in w.word.options] == answer.split()
+    assert w.frame["words"] == (question.replace("?", " ?") + " " + answer).split()
+    before = w.render_count
+    w.picture.value = 4  # a new picture: the choices follow it
+    assert w.render_count > before and w.last_error is None
+    assert "image/png" in w._repr_mimebundle_()
+
+
+def test_patch_attention_bad_arguments(tiny_vlm):
+    from lslm.widgets import PatchAttention
+
+    model, pics = tiny_vlm
+    for args, words in (((model, []), "list of pictures"), ((model, pics, 9), "picture must be"),
+                        ((object(), pics), "TinyVLM")):
+        with pytest.raises(LslmError, match=words) as e:
+            PatchAttention(*args)
+        assert "\n" not in str(e.value)

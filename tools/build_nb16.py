@@ -379,8 +379,8 @@ assert 2 * 80 * 8 * 128 * 2 == kv_cache_bytes_per_token(llama2_70b)
 """, "solution")
 
 md("""
-**Next:** that is the last notebook of the suite so far. The [README](../README.md) has the
-command line, the data and how to run the tests.
+**Next:** [17 · Pictures and words](17_pictures_and_words.ipynb): the same Transformer reading
+pictures, a tiny vision-language model that captions and answers questions.
 """)
 
 write("notebooks/16_open_models.ipynb")

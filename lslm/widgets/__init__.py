@@ -13,6 +13,7 @@ from .base import PlotWidget
 from .chat import ChatWidget
 from .compute import ComputeEstimator
 from .config import ConfigExplorer
+from .patches import PatchAttention
 from .sampling import SamplingPlayground
 from .tokens import TokenExplorer
 from .training import TrainingDashboard
@@ -22,6 +23,7 @@ __all__ = [
     "ChatWidget",
     "ComputeEstimator",
     "ConfigExplorer",
+    "PatchAttention",
     "PlotWidget",
     "SamplingPlayground",
     "TokenExplorer",
