@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test unit notebooks tidy bench clean
+.PHONY: setup lab test unit notebooks tidy student-copy bench clean
 
 # `setup` installs everything `make test` needs; `make lab` installs only the lab extra.
 setup: $(VENV)/.installed
@@ -51,6 +51,11 @@ notebooks: setup
 # Before committing notebooks: drop widget state, timestamps and solution outputs (tools/nbtidy.py).
 tidy:
 	$(PYTHON) tools/nbtidy.py notebooks/[0-9][0-9]_*.ipynb
+
+# The notebooks without their solutions, to hand out: make student-copy OUT=handout
+OUT ?= student-notebooks
+student-copy: $(VENV)/.lab
+	$(BIN)/python -m lslm student-copy $(OUT)
 
 # Appends its figures to benchmarks/RESULTS.md; about 45 minutes on a 2-core CPU. Run it idle.
 bench: setup

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import time
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -182,7 +183,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same seed gives the same text on the same device")
     s.add_argument("--device", default="auto", type=device_name,
                    help="where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+
+    w = sub.add_parser("warm", help="train the models the notebooks share, once, into LSLM_CACHE "
+                       "(for a lab without internet: then copy that folder to every machine)")
+    w.add_argument("--only", action="append", choices=list(SHARED_MODELS),
+                   help="just this model (repeatable); default: all of them")
+
+    c = sub.add_parser("student-copy", help="write the notebooks without their solutions, to hand out")
+    c.add_argument("out", type=path_text, help="folder for the student copies")
+    c.add_argument("--from", dest="source", type=path_text,
+                   help="the notebooks folder to copy (default: notebooks/ of this checkout)")
     return parser
+
+
+def cmd_student_copy(args: argparse.Namespace) -> int:
+    from lslm.student import student_copy
+
+    written = student_copy(args.out, args.source)
+    print(f"wrote {len(written)} student notebooks to {args.out} (solutions removed, exercises left to do)")
+    return 0
+
+
+# ----- lslm warm ------------------------------------------------------------------------------
+def _warm_char() -> object:
+    from lslm.pretrained import char_lm
+
+    return char_lm()[0]
+
+
+def _warm_world() -> object:
+    from lslm.world_model import world_lm
+
+    return world_lm()[0]
+
+
+def _warm_assistant() -> object:
+    from lslm.assistant import assistant_lm
+
+    return assistant_lm()[0]
+
+
+# name -> (what it is, which notebooks use it, how to build it)
+SHARED_MODELS = {
+    "char": ("the character model", "00, 01, 05, 06, 07, 11", _warm_char),
+    "world": ("the story world's base model", "06, 13, 14, 15", _warm_world),
+    "assistant": ("the instruction-tuned assistant", "14, 15", _warm_assistant),
+}
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from lslm.data import cache_dir
+
+    names = args.only or list(SHARED_MODELS)
+    print(f"cache: {cache_dir()}", flush=True)
+    for name in dict.fromkeys(names):
+        what, used_by, build = SHARED_MODELS[name]
+        start = time.perf_counter()
+        model = build()
+        print(f"{name}: {what} (notebooks {used_by}), {model.num_params():,} parameters, "
+              f"ready in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
 
 
 # ----- lslm train -----------------------------------------------------------------------------
@@ -500,7 +560,8 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}[args.command]
+    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "warm": cmd_warm,
+               "student-copy": cmd_student_copy}[args.command]
     try:
         return command(args)
     except LslmError as e:

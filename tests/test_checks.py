@@ -62,10 +62,13 @@ def test_every_topic_module_registers_on_import():
 
     import lslm.checks
 
-    topics = [m.name for m in pkgutil.iter_modules(lslm.checks.__path__) if m.name != "registry"]
+    # code (how a function is checked), coding (the coding exercises) and solutions are not topics
+    topics = [m.name for m in pkgutil.iter_modules(lslm.checks.__path__)
+              if m.name not in ("registry", "code", "coding", "solutions")]
     assert "basics" in topics
     solvers = {ex.solve.__module__ for ex in EXERCISES.values()}
     assert {f"lslm.checks.{t}" for t in topics} <= solvers
+    assert {ex.cases.__module__ for ex in lslm.checks.CODE_EXERCISES.values()} == {"lslm.checks.coding"}
 
 
 def test_pronouns_that_disagree_counts_by_the_worlds_reference_rule(capsys):

@@ -576,3 +576,28 @@ def test_resume_reads_the_checkpoint_once(run, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: reads.append(path) or real(path))
     assert main(["train", "--out", str(run), "--resume", "--max-iters", "14", "--no-progress"]) == 0
     assert len(reads) == 1 and load_checkpoint(run)["step"] == 14
+
+
+def test_warm_trains_a_shared_model_once_then_finds_it(tmp_path, monkeypatch, capsys):
+    from lslm.cli import main
+    from lslm.pretrained import char_lm
+
+    monkeypatch.setenv("LSLM_CACHE", str(tmp_path))
+    assert main(["warm", "--only", "char"]) == 0
+    first = capsys.readouterr().out
+    assert f"cache: {tmp_path}" in first and "char: the character model" in first
+    assert len(list((tmp_path / "models").glob("char-v2-*/ckpt.pt"))) == 1
+    trained = float(first.split("ready in ")[1].split(" s")[0])
+    assert main(["warm", "--only", "char"]) == 0  # the second time it is only loaded
+    loaded = float(capsys.readouterr().out.split("ready in ")[1].split(" s")[0])
+    assert loaded < trained / 5
+    model, _ = char_lm()  # what the notebooks get is what warm made
+    assert model.num_params() > 0 and not list((tmp_path / "models").glob("*.tmp*"))
+
+
+def test_warm_refuses_a_model_it_does_not_know(capsys):
+    from lslm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["warm", "--only", "gpt5"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -90,7 +90,14 @@ def test_every_solution_cell_is_tagged(path):
                  if c["cell_type"] == "markdown" and "<summary>Solution" in source(c)
                  and cells[i + 1]["cell_type"] == "code"]
     assert after_box, f"{path.name} has no solution box"
-    assert solutions == after_box
+    # the others are the hidden cells that check a coding exercise's worked solution, right
+    # after its exercise cell
+    worked = [i for i in solutions if i not in after_box]
+    for i in worked:
+        assert "exercise" in cells[i - 1]["metadata"].get("tags", []), f"cell {i}: a solution cell after no exercise"
+        assert cells[i]["metadata"].get("jupyter", {}).get("source_hidden"), f"cell {i}: its source is not hidden"
+        assert "lslm.checks.solutions" in source(cells[i])
+    assert set(after_box) <= set(solutions)
 
 
 def test_tidy_strips_state_and_answers_but_keeps_pictures():

@@ -1,7 +1,7 @@
 """Write notebooks/06_text_generation.ipynb from the cells below (then run it with nbval
 and tidy it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 06 · Text generation: how a model writes, and how to steer the dice
@@ -377,6 +377,14 @@ playground.top_p.value = 1.0
 playground.temperature.value = 0.0  # greedy: all the weight on one piece
 assert playground.probs().max().item() == 1.0
 playground.temperature.value = 1.0
+""")
+
+coding_exercise("top_p_filter", """
+## Write it yourself: nucleus filtering
+
+Write `top_p_filter(probs, p)`, the step that turns a next-token distribution into the one
+top-p samples from, and run the cell: `check_code` tries it against lslm's own on a worked
+example, on shuffled rows and on a tiny `p`, and says what went wrong.
 """)
 
 md("""

@@ -1,7 +1,7 @@
 """Write notebooks/14_assistant.ipynb from the cells below (then run it with nbval and tidy it
 with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 14 · From a language model to an assistant: prompting, instruction tuning, LoRA and DPO
@@ -320,6 +320,13 @@ layer looked in the instruction.
 
 code("""
 ChatWidget(assistant, chat, instruction=test[1].instruction)  # "Where did ... go?"
+""")
+
+coding_exercise("dpo_loss", """
+## Write it yourself: the DPO loss
+
+Write `dpo_loss(...)` from the summed log-probabilities of each pair's two answers under the
+policy and the reference, and run the cell; `check_code` tries it against `lslm.dpo.dpo_loss`.
 """)
 
 md("""

@@ -1,7 +1,7 @@
 """Write notebooks/17_pictures_and_words.ipynb from the cells below (then run it with nbval and
 tidy it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 17 · Pictures and words: a tiny vision-language model
@@ -265,6 +265,14 @@ is written in it).
 
 code("""
 PatchAttention(model, test[:12])
+""")
+
+coding_exercise("patchify", """
+## Write it yourself: patches
+
+Write `patchify(images, patch)` and run the cell; `check_code` tries it against
+`lslm.vision.patchify` on a tiny picture whose numbers you can print, a batch, and a patch as big
+as the picture.
 """)
 
 md("""

@@ -9,6 +9,9 @@ answer, so a notebook keeps running while the learner tries again.
 
 Each topic has its own module here (``basics``, ...) that registers its exercises with
 ``@exercise``; importing ``lslm.checks`` imports them all.
+
+Coding exercises (write a function, ``check_code("causal_attention", your_function)``) are
+in ``code`` (how a function is tested), ``coding`` (the exercises) and ``solutions``.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import math
 import pkgutil
 from typing import Any
 
+from lslm.checks.code import CODE_EXERCISES, CodeVerdict, check_code
 from lslm.checks.registry import EXERCISES, Exercise, exercise
 from lslm.errors import LslmError
 
-__all__ = ["EXERCISES", "Exercise", "Verdict", "check", "exercise"]
+__all__ = ["CODE_EXERCISES", "CodeVerdict", "EXERCISES", "Exercise", "Verdict", "check", "check_code", "exercise"]
 
 
 def _load_all() -> None:
     """Import every topic module in this package, so each registers its exercises."""
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "registry":
+        if info.name not in ("registry", "code", "solutions"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 

@@ -1,0 +1,57 @@
+"""Worked solutions of the coding exercises, written the way a learner would (by hand, from
+torch operations), not by calling lslm. The notebooks' hidden solution cells check these, the
+unit tests check that each passes its exercise, and ``lslm student-copy`` leaves them out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    d_k = q.size(-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
+    t = q.size(-2)
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.reshape(b, t, n_head, c // n_head).transpose(1, 2)
+
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    b, h, t, d = y.shape
+    return y.transpose(1, 2).reshape(b, t, h * d)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return -picked.mean()
+
+
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the tokens ranked above
+    keep = before < p
+    keep[..., 0] = True
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
+    return -torch.nn.functional.logsigmoid(margin).mean()
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    b, c, h, w = images.shape
+    rows, cols = h // patch, w // patch
+    x = images.reshape(b, c, rows, patch, cols, patch)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # batch, patch row, patch column, pixel row, pixel column, colour
+    return x.reshape(b, rows * cols, patch * patch * c)
