@@ -251,9 +251,10 @@ def word_attention(model: TinyVLM, image: torch.Tensor, text: str, word: int) ->
 
 
 class PriorBaseline:
-    """The best a model that never sees the picture can do: for each question, the answer
-    most often right for it in the training pictures, and for every picture the most
-    common training caption. A text-only model trained long enough learns just this table."""
+    """A model that never sees the picture: for each question, the answer most often right
+    for it in the training pictures, and for every picture the most common training caption.
+    For answers this is the best any question-only model can learn from those pictures (the
+    likeliest answer to each question); for captions, a simple stand-in."""
 
     def __init__(self, pictures: Sequence[Picture]) -> None:
         if not pictures:

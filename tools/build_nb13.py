@@ -1,7 +1,7 @@
 """Write notebooks/13_summarization.ipynb from the cells below (then run it with nbval and
 tidy it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 13 · Text summarization: ROUGE, faithfulness, and a model that learns to summarize
@@ -293,6 +293,14 @@ The bright columns are the story's names, lit up on the rows just before the sum
 one. The heads fetch *a* name; choosing *which* one is left to what comes after, and that is
 where the helper goes wrong. Part 3 of notebook 11 shows how to test such a claim: switch
 the heads off (`lslm.interpret.ablate_heads`) and see what the summaries lose.
+""")
+
+coding_exercise("rouge_l_f1", """
+## Write it yourself: ROUGE-L
+
+Write `rouge_l_f1(hypothesis, reference)` for two lists of words and run the cell; `check_code`
+tries it against `lslm.tasks.metrics.rouge_l` on a summary that skips words, a reordered one and
+an empty one.
 """)
 
 md("""

@@ -1,7 +1,7 @@
 """Write notebooks/16_open_models.ipynb from the cells below (then run it with nbval and tidy
 it with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 16 · From GPT-2 to today's open models: RoPE, RMSNorm, SwiGLU, grouped-query attention
@@ -172,6 +172,14 @@ im = ax.imshow(scores, cmap="coolwarm")
 ax.set(xlabel="position of the key", ylabel="position of the query", title="RoPE score: constant along diagonals")
 fig.colorbar(im, ax=ax, label="q · k")
 plt.show()
+""")
+
+coding_exercise("rope", """
+### Write it yourself: RoPE
+
+Write `rope(x, start)` from the description above and run the cell; `check_code` tries it against
+`lslm.attention.apply_rope` at position 0, on one pair you can work out by hand, and on a batch
+of heads that starts at position 7.
 """)
 
 md("""

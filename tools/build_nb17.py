@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from lslm import vlm
-from lslm.vision import HELD_OUT, patch_mask, patchify, pictures, question_kind, read_caption, unpatchify
+from lslm.vision import HELD_OUT, patch_mask, patchify, pictures, read_caption, unpatchify
 from lslm.widgets.patches import PatchAttention, draw_patch_attention
 
 train = pictures(3000, seed=0)
@@ -110,7 +110,8 @@ The GPT is the same causal model as in notebook 03: every word sees every patch 
 first) and no word sees a later word. The loss counts only the answer's words (as notebook 14
 did for the assistant), so the model learns to write about the picture, not to predict the
 question. A baseline uses the **same questions but no picture**: for each question, the answer
-most often right in training (a text-only model trained long enough learns exactly this table).
+most often right in training. No model that reads only the question can do better on pictures
+like the training ones: this table is what a text-only model would learn at best.
 
 ## 2 · Train one model for both tasks
 

@@ -275,3 +275,149 @@ def _patchify_cases() -> list[Case]:
              "each picture of the batch is cut the same way"),
         Case("patch = the whole picture", (_randn(1, 3, 6, 6, seed=25), 6), "one patch holds every pixel"),
     ]
+
+
+# ----- notebook 08: BLEU ---------------------------------------------------------------------
+def _clipped_reference(hypothesis: list, reference: list, n: int) -> float:
+    from lslm.tasks.metrics import bleu_stats
+
+    return float(bleu_stats([" ".join(hypothesis)], [" ".join(reference)], max_n=n).precisions[n - 1])
+
+
+def _grams(words: list, n: int) -> list:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def _unclipped(hypothesis, reference, n):
+    h, r = _grams(hypothesis, n), set(_grams(reference, n))
+    return sum(g in r for g in h) / len(h) if h else 0.0
+
+
+def _over_reference(hypothesis, reference, n):
+    h, r = _grams(hypothesis, n), _grams(reference, n)
+    return sum(min(h.count(g), r.count(g)) for g in set(h)) / len(r) if r else 0.0
+
+
+@code_exercise(
+    "clipped_precision",
+    "Write clipped_precision(hypothesis, reference, n) for two lists of words: the share of the "
+    "hypothesis's n-grams found in the reference, each n-gram credited at most as often as the "
+    "reference has it.",
+    _clipped_reference,
+    signature='''def clipped_precision(hypothesis, reference, n):
+    """hypothesis, reference: lists of words; n: 1 for words, 2 for pairs, ... Returns a
+    float from 0 to 1 (0.0 when the hypothesis has no n-grams)."""''',
+    mistakes=(
+        (_unclipped, "a repeated n-gram earned credit every time: credit each at most as often as the "
+                     "reference has it"),
+        (_over_reference, "that divides by the reference's n-grams (a recall): precision divides by the "
+                          "hypothesis's"),
+    ),
+)
+def _clipped_cases() -> list[Case]:
+    return [
+        Case("'the the the the' against 'the cat is on the mat', n = 1",
+             ("the the the the".split(), "the cat is on the mat".split(), 1),
+             "the reference has 'the' twice: the hypothesis cannot earn more than 2 for it"),
+        Case("pairs, n = 2", ("the cat sat on the mat".split(), "the cat is on the mat".split(), 2),
+             "list the hypothesis's word pairs, then look each up in the reference's"),
+        Case("a hypothesis shorter than n", (["hello"], "hello world".split(), 2),
+             "one word has no pairs: there is nothing to score, so the precision is 0.0"),
+    ]
+
+
+# ----- notebook 13: ROUGE-L ------------------------------------------------------------------
+def _rouge_l_reference(hypothesis: list, reference: list) -> float:
+    from lslm.tasks.metrics import rouge_l
+
+    return float(rouge_l(" ".join(hypothesis), " ".join(reference)).fmeasure)
+
+
+def _longest_substring_f1(hypothesis, reference):
+    best = 0
+    for i in range(len(hypothesis)):
+        for j in range(len(reference)):
+            k = 0
+            while i + k < len(hypothesis) and j + k < len(reference) and hypothesis[i + k] == reference[j + k]:
+                k += 1
+            best = max(best, k)
+    if not best:
+        return 0.0
+    p, r = best / len(hypothesis), best / len(reference)
+    return 2 * p * r / (p + r)
+
+
+def _lcs_precision(hypothesis, reference):
+    from lslm.tasks.metrics import lcs_length
+
+    return lcs_length(hypothesis, reference) / len(hypothesis) if hypothesis and reference else 0.0
+
+
+@code_exercise(
+    "rouge_l_f1",
+    "Write rouge_l_f1(hypothesis, reference) for two lists of words: the F1 of the precision and "
+    "recall of their longest common subsequence.",
+    _rouge_l_reference,
+    signature='''def rouge_l_f1(hypothesis, reference):
+    """hypothesis, reference: lists of lower-case words. Returns a float from 0 to 1
+    (0.0 when either list is empty)."""''',
+    mistakes=(
+        (_longest_substring_f1, "that is the longest common run of neighbouring words; a subsequence may "
+                                "skip words in between"),
+        (_lcs_precision, "that is the precision alone: combine it with the recall"),
+    ),
+)
+def _rouge_l_cases() -> list[Case]:
+    return [
+        Case("a summary that skips words", ("tom found the key".split(), "tom quickly found the old key".split()),
+             "'tom found the key' appears in the reference in order, with words in between"),
+        Case("reordered words", ("the key tom found".split(), "tom found the key".split()),
+             "order matters: only words in the same order count"),
+        Case("an empty hypothesis", ([], "tom found the key".split()), "no words, no overlap: 0.0"),
+    ]
+
+
+# ----- notebook 16: RoPE ---------------------------------------------------------------------
+def _rope_reference(x: torch.Tensor, start: int) -> torch.Tensor:
+    from lslm.attention import apply_rope
+
+    return apply_rope(x, start)
+
+
+def _rope_interleaved(x, start):
+    half = x.size(-1) // 2
+    pairs = x.reshape(*x.shape[:-1], half, 2)
+    swapped = torch.cat((pairs[..., 0], pairs[..., 1]), dim=-1)
+    out = _rope_reference(swapped, start)
+    return torch.stack((out[..., :half], out[..., half:]), dim=-1).reshape(x.shape)
+
+
+def _rope_backwards(x, start):
+    half = x.size(-1) // 2
+    y = _rope_reference(torch.cat((x[..., :half], -x[..., half:]), -1), start)
+    return torch.cat((y[..., :half], -y[..., half:]), -1)
+
+
+@code_exercise(
+    "rope",
+    "Write rope(x, start) for (batch, heads, time, head_size) queries or keys: turn each pair of "
+    "dimensions (i, i + head_size/2) of the position start + t by its angle.",
+    _rope_reference,
+    signature='''def rope(x, start):
+    """x: (batch, heads, time, head_size) with an even head_size; the first row is position
+    start. Pair i is dimensions i and i + head_size // 2; it turns by
+    position * 10000 ** (-2 * i / head_size) radians. Returns the same shape."""''',
+    mistakes=(
+        (_rope_interleaved, "you paired neighbouring dimensions (0 with 1, 2 with 3); here dimension i "
+                            "pairs with i + head_size/2, as in Hugging Face's Llama"),
+        (_rope_backwards, "the rotation turns the wrong way: check the sign of the sine in each half"),
+    ),
+)
+def _rope_cases() -> list[Case]:
+    return [
+        Case("position 0 turns nothing", (_randn(1, 1, 1, 8, seed=26), 0), "an angle of 0 leaves a vector as it is"),
+        Case("position 1, head size 2", (torch.tensor([[[[1.0, 0.0]]]]), 1),
+             "one pair turning by 1 radian: the result is (cos 1, sin 1)"),
+        Case("batch 2, 3 heads, 5 positions from 7, head size 16", (_randn(2, 3, 5, 16, seed=27), 7),
+             "each position turns by its own angle, and the first row is position start, not 0"),
+    ]

@@ -55,3 +55,43 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     x = images.reshape(b, c, rows, patch, cols, patch)
     x = x.permute(0, 2, 4, 3, 5, 1)  # batch, patch row, patch column, pixel row, pixel column, colour
     return x.reshape(b, rows * cols, patch * patch * c)
+
+
+def clipped_precision(hypothesis: list, reference: list, n: int) -> float:
+    def grams(words: list) -> dict:
+        counts: dict = {}
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i:i + n])
+            counts[gram] = counts.get(gram, 0) + 1
+        return counts
+
+    hyp, ref = grams(hypothesis), grams(reference)
+    total = sum(hyp.values())
+    if total == 0:
+        return 0.0
+    return sum(min(count, ref.get(gram, 0)) for gram, count in hyp.items()) / total
+
+
+def rouge_l_f1(hypothesis: list, reference: list) -> float:
+    if not hypothesis or not reference:
+        return 0.0
+    table = [[0] * (len(reference) + 1) for _ in range(len(hypothesis) + 1)]
+    for i, h in enumerate(hypothesis, 1):
+        for j, r in enumerate(reference, 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if h == r else max(table[i - 1][j], table[i][j - 1])
+    lcs = table[-1][-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(hypothesis), lcs / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rope(x: torch.Tensor, start: int) -> torch.Tensor:
+    head_size = x.size(-1)
+    half = head_size // 2
+    positions = torch.arange(start, start + x.size(-2), dtype=torch.float32)
+    speeds = 10000 ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = positions[:, None] * speeds[None, :]  # (time, half)
+    cos, sin = angles.cos(), angles.sin()
+    first, second = x[..., :half], x[..., half:]
+    return torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
