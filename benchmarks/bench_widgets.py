@@ -168,6 +168,22 @@ def cases(model: Any, tok: Any, n_tokens: int = TOKENS, corpus: str | None = Non
     def chat(w: Any) -> Any:
         return w.ChatWidget(chat_net, chat_tok, instruction="hi", max_new_tokens=8)
 
+    # Notebook 17's widget reads a tiny vision-language model (untrained: the timing is the same).
+    from lslm import vision, vlm
+
+    pictures = vision.pictures(4, seed=0)
+    picture_model = vlm.TinyVLM(vlm.vlm_config(n_embd=32, n_head=2), seed=0).eval()
+
+    def patches(w: Any) -> Any:
+        return w.PatchAttention(picture_model, pictures)
+
+    def pick(control: str) -> Callable[[Any, int], None]:
+        def apply(widget: Any, i: int) -> None:  # the choices depend on the picture: take the i-th
+            options = getattr(widget, control).options
+            option = options[i % len(options)]
+            getattr(widget, control).value = option[1] if isinstance(option, tuple) else option
+        return apply
+
     presets = ["GPT-3 175B", "classroom CPU", "GPT-2 124M"]
     out = [
         Case("AttentionExplorer (heatmap)", "layer", layers, attention("heatmap")),
@@ -206,6 +222,12 @@ def cases(model: Any, tok: Any, n_tokens: int = TOKENS, corpus: str | None = Non
         Case("ChatWidget", "head", heads, chat),
         Case("ChatWidget", "send", ["hi", "ho"], chat, apply=lambda widget, text: widget.ask(text),
              label="send (answers and draws)"),
+        Case("PatchAttention", "picture", [1, 2, 0], patches),
+        Case("PatchAttention", "about", [1, 2, 0], patches, apply=pick("about"),
+             label="about (a question: the model answers it)"),
+        Case("PatchAttention", "word", [1, 2, 0], patches, apply=pick("word")),
+        Case("PatchAttention", "layer", [0, 1, "mean"], patches),
+        Case("PatchAttention", "head", ["mean", 0, 1], patches),
         Case("TrainingDashboard", "callback", list(range(1, 4)),
              lambda w: _dashboard(w, history_steps), apply=_training_step,
              label=f"training step ({history_steps:,}-step history)"),
