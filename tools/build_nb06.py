@@ -355,7 +355,17 @@ sequence in the batch. For GPT-3 (96 layers, 12,288 wide, 2,048 tokens) that is 
 4.8 billion numbers per sequence, which is why serving large models is memory-bound.
 `benchmarks/bench_generate.py` measures the speed-up at longer contexts, where it grows:
 without a cache each step costs time proportional to the context, with it roughly constant.
+""")
 
+coding_exercise("kv_cache_step", """
+### Write it yourself: one step with a KV cache
+
+Write `kv_cache_step(...)`: what each layer does for one new token when the keys and values of
+the tokens before it are kept. `check_code` tries it against lslm's attention with an empty cache,
+3 and 10 cached tokens.
+""")
+
+md("""
 ## 6 · The sampling playground
 
 Move the sliders: the chart shows the distribution that is actually sampled from (blue)

@@ -322,8 +322,15 @@ code("""
 ChatWidget(assistant, chat, instruction=test[1].instruction)  # "Where did ... go?"
 """)
 
+coding_exercise("lora_forward", """
+## Write it yourself: a LoRA layer
+
+Write `lora_forward(...)`: a frozen linear layer plus LoRA's low-rank change, and run the cell;
+`check_code` tries it against `lslm.lora.LoRALinear` with the weights you are given.
+""")
+
 coding_exercise("dpo_loss", """
-## Write it yourself: the DPO loss
+**The DPO loss.**
 
 Write `dpo_loss(...)` from the summed log-probabilities of each pair's two answers under the
 policy and the reference, and run the cell; `check_code` tries it against `lslm.dpo.dpo_loss`.

@@ -22,7 +22,7 @@ import pkgutil
 from typing import Any
 
 from lslm.checks.code import CODE_EXERCISES, CodeVerdict, check_code
-from lslm.checks.registry import EXERCISES, Exercise, exercise
+from lslm.checks.registry import EXERCISES, Exercise, Verdict, exercise
 from lslm.errors import LslmError
 
 __all__ = ["CODE_EXERCISES", "CodeVerdict", "EXERCISES", "Exercise", "Verdict", "check", "check_code", "exercise"]
@@ -35,24 +35,9 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-# Topic modules import torch and friends inside their solvers, so this stays quick.
+# Topic modules import torch and friends inside their solvers; only the coding exercises
+# (whose cases are tensors) import torch when lslm.checks is imported.
 _load_all()
-
-class Verdict:
-    """The result of ``check``: true when right. It shows nothing itself in a notebook,
-    because ``check`` has already printed what to do next."""
-
-    def __init__(self, right: bool):
-        self.right = right
-
-    def __bool__(self) -> bool:
-        return self.right
-
-    def __repr__(self) -> str:
-        return f"Verdict(right={self.right})"
-
-    def _ipython_display_(self) -> None:
-        pass
 
 
 def check(name: str, answer: Any, **context: Any) -> Verdict:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from lslm.checks.registry import Verdict
 from lslm.errors import LslmError
 
 HANG_SECONDS = 5.0
@@ -77,20 +78,12 @@ def code_exercise(name: str, task: str, reference: Callable[..., Any], signature
     return register
 
 
-class CodeVerdict:
+class CodeVerdict(Verdict):
     """True when every case passed; ``message`` is the one-line verdict that was printed."""
 
     def __init__(self, right: bool, message: str):
-        self.right, self.message = right, message
-
-    def __bool__(self) -> bool:
-        return self.right
-
-    def __repr__(self) -> str:
-        return f"CodeVerdict(right={self.right}, message={self.message!r})"
-
-    def _ipython_display_(self) -> None:
-        pass
+        super().__init__(right)
+        self.message = message
 
 
 class _Hang(BaseException):  # not Exception: a learner's "except Exception" must not swallow it
@@ -161,9 +154,9 @@ def _compare(got: Any, want: Any, atol: float) -> str | None:
         gap = (got.double() - want.double()).abs().nan_to_num(nan=0.0).max().item()
         scale = atol + 1e-4 * want.double().abs().max().item()
         return None if gap <= scale else f"its values differ from the reference (largest gap {gap:.3g})"
-    if isinstance(want, tuple):
+    if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
-            return f"it returned {type(got).__name__}, expected a tuple of {len(want)}"
+            return f"it returned {type(got).__name__}, expected a {type(want).__name__} of {len(want)}"
         for i, (g, w) in enumerate(zip(got, want)):
             if (why := _compare(g, w, atol)) is not None:
                 return f"part {i} of what it returned: {why}"

@@ -421,3 +421,212 @@ def _rope_cases() -> list[Case]:
         Case("batch 2, 3 heads, 5 positions from 7, head size 16", (_randn(2, 3, 5, 16, seed=27), 7),
              "each position turns by its own angle, and the first row is position start, not 0"),
     ]
+
+
+# ----- notebook 03: a pre-norm block ---------------------------------------------------------
+def _block(seed: int, n_embd: int = 16, n_head: int = 2):
+    from lslm.model import Block, GPTConfig
+    from lslm.utils import seeded
+
+    with seeded(seed):
+        block = Block(GPTConfig(vocab_size=8, block_size=16, n_layer=1, n_head=n_head, n_embd=n_embd)).eval()
+    for p in block.parameters():
+        p.requires_grad_(False)
+    return block
+
+
+def _parts(block) -> tuple:
+    return block.ln_1, lambda h: block.attn(h)[0], block.ln_2, block.mlp
+
+
+def _block_reference(x, ln_1, attn, ln_2, mlp):
+    h = x + attn(ln_1(x))
+    return h + mlp(ln_2(h))
+
+
+def _post_norm(x, ln_1, attn, ln_2, mlp):
+    h = ln_1(x + attn(x))
+    return ln_2(h + mlp(h))
+
+
+def _no_residual(x, ln_1, attn, ln_2, mlp):
+    return mlp(ln_2(attn(ln_1(x))))
+
+
+def _parallel(x, ln_1, attn, ln_2, mlp):
+    return x + attn(ln_1(x)) + mlp(ln_2(x))
+
+
+@code_exercise(
+    "pre_norm_block",
+    "Write pre_norm_block(x, ln_1, attn, ln_2, mlp): one GPT block, attention then MLP, each as a "
+    "pre-norm residual sublayer.",
+    _block_reference,
+    signature='''def pre_norm_block(x, ln_1, attn, ln_2, mlp):
+    """x: (batch, time, n_embd). ln_1, attn, ln_2, mlp: functions from (batch, time, n_embd)
+    to the same shape. Returns the block's output, the same shape as x."""''',
+    mistakes=(
+        (_post_norm, "that normalises after adding (the original Transformer's post-norm): GPT-2 "
+                     "normalises the sublayer's input and leaves the residual stream raw"),
+        (_no_residual, "the residual connections are missing: each sublayer adds to its input"),
+        (_parallel, "the MLP must read the stream after attention has added to it, not the block's input"),
+    ),
+)
+def _block_cases() -> list[Case]:
+    cases = []
+    for label, seed, shape in (("one token", 30, (1, 1, 16)), ("batch 2, 5 tokens", 31, (2, 5, 16)),
+                               ("a longer sequence", 32, (1, 12, 16))):
+        block = _block(seed)
+        # a trained block's layers are not the identity: give the norms some gain and shift
+        with torch.no_grad():
+            for ln in (block.ln_1, block.ln_2):
+                ln.weight.copy_(1 + 0.5 * _randn(16, seed=seed + 100))
+                ln.bias.copy_(0.3 * _randn(16, seed=seed + 200))
+        cases.append(Case(label, (_randn(*shape, seed=seed + 300, scale=2.0), *_parts(block)),
+                          "write the two sublayers one after the other: norm, sublayer, add"))
+    return cases
+
+
+# ----- notebook 04: gradient clipping --------------------------------------------------------
+def _clip_reference(grads: list, max_norm: float) -> list:
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad for p in params]
+
+
+def _clip_each(grads, max_norm):
+    return [g * min(1.0, max_norm / (g.norm().item() + 1e-6)) for g in grads]
+
+
+def _clip_always(grads, max_norm):
+    total = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    return [g * (max_norm / (total + 1e-6)) for g in grads]
+
+
+@code_exercise(
+    "clip_gradients",
+    "Write clip_gradients(grads, max_norm): if the norm of all the gradients together is above "
+    "max_norm, scale every gradient by the same factor so that it becomes max_norm.",
+    _clip_reference,
+    signature='''def clip_gradients(grads, max_norm):
+    """grads: a list of tensors (one per parameter); max_norm: a positive number.
+    Returns a new list of tensors of the same shapes."""''',
+    mistakes=(
+        (_clip_each, "each tensor was clipped on its own: the norm is of all the gradients together, and "
+                     "one factor scales them all (the direction of the update must not change)"),
+        (_clip_always, "small gradients were scaled up: clipping only ever shrinks"),
+    ),
+)
+def _clip_cases() -> list[Case]:
+    return [
+        Case("one gradient of norm 5, max 1", ([torch.tensor([3.0, 4.0])], 1.0), "3-4-5: the result is (0.6, 0.8)"),
+        Case("already small: left alone", ([torch.tensor([0.3, 0.4]), torch.tensor([[0.1]])], 1.0),
+             "a norm below max_norm means no change"),
+        Case("three tensors, together too large", ([_randn(4, 4, seed=33, scale=3.0), _randn(4, seed=34),
+                                                   _randn(2, 3, seed=35, scale=0.1)], 0.5),
+             "square every number of every tensor, add them all up, take the square root: that is the norm"),
+    ]
+
+
+# ----- notebook 06: one step with a KV cache -------------------------------------------------
+def _cache_reference(q, k_cache, v_cache, k_new, v_new):
+    from lslm.attention import attend
+
+    k, v = torch.cat((k_cache, k_new), dim=-2), torch.cat((v_cache, v_new), dim=-2)
+    out, _ = attend(q, k, v, causal=True, return_weights=True)
+    return out, k, v
+
+
+def _cache_forgets_new(q, k_cache, v_cache, k_new, v_new):
+    from lslm.attention import attend
+
+    out, _ = attend(q, k_cache, v_cache, causal=False, return_weights=True)
+    return out, torch.cat((k_cache, k_new), -2), torch.cat((v_cache, v_new), -2)
+
+
+def _cache_only_new(q, k_cache, v_cache, k_new, v_new):
+    return v_new, torch.cat((k_cache, k_new), -2), torch.cat((v_cache, v_new), -2)
+
+
+@code_exercise(
+    "kv_cache_step",
+    "Write kv_cache_step(q, k_cache, v_cache, k_new, v_new) for one new token: add its key and value "
+    "to the cache, let its query attend to every cached position, and return (output, keys, values).",
+    _cache_reference,
+    signature='''def kv_cache_step(q, k_cache, v_cache, k_new, v_new):
+    """q, k_new, v_new: (batch, heads, 1, head_size) for the new token; k_cache, v_cache:
+    (batch, heads, past, head_size). Returns (output (batch, heads, 1, head_size),
+    keys and values (batch, heads, past + 1, head_size))."""''',
+    mistakes=(
+        (_cache_forgets_new, "the new token did not attend to itself: add its key and value to the cache "
+                             "before attending"),
+        (_cache_only_new, "the output is just the new token's value: it must mix every cached value"),
+    ),
+)
+def _cache_cases() -> list[Case]:
+    def case(label, past, seed, hint):
+        b, h, d = 2, 2, 8
+        return Case(label, (_randn(b, h, 1, d, seed=seed), _randn(b, h, past, d, seed=seed + 1),
+                            _randn(b, h, past, d, seed=seed + 2), _randn(b, h, 1, d, seed=seed + 3),
+                            _randn(b, h, 1, d, seed=seed + 4)), hint)
+
+    return [
+        case("an empty cache", 0, 40, "with nothing cached the token can only attend to itself"),
+        case("3 cached tokens", 3, 50, "the cache grows by one position along the time axis (-2)"),
+        case("10 cached tokens", 10, 60, "the new query may look at every cached key: nothing is in its future"),
+    ]
+
+
+# ----- notebook 14: a LoRA layer -------------------------------------------------------------
+def _lora_reference(x, weight, bias, lora_A, lora_B, alpha):
+    from lslm.lora import LoRALinear
+
+    base = torch.nn.Linear(weight.size(1), weight.size(0))
+    with torch.no_grad():
+        base.weight.copy_(weight)
+        base.bias.copy_(bias)
+    layer = LoRALinear(base, r=lora_A.size(0), alpha=alpha)
+    with torch.no_grad():
+        layer.lora_A.copy_(lora_A)
+        layer.lora_B.copy_(lora_B)
+        return layer(x)
+
+
+def _lora_unscaled(x, weight, bias, lora_A, lora_B, alpha):
+    return x @ weight.T + bias + x @ lora_A.T @ lora_B.T
+
+
+def _lora_scale_alpha(x, weight, bias, lora_A, lora_B, alpha):
+    return x @ weight.T + bias + alpha * (x @ lora_A.T @ lora_B.T)
+
+
+@code_exercise(
+    "lora_forward",
+    "Write lora_forward(x, weight, bias, lora_A, lora_B, alpha): the frozen linear layer's output "
+    "plus LoRA's low-rank change, scaled by alpha / r.",
+    _lora_reference,
+    signature='''def lora_forward(x, weight, bias, lora_A, lora_B, alpha):
+    """x: (..., n_in); weight: (n_out, n_in); bias: (n_out,); lora_A: (r, n_in);
+    lora_B: (n_out, r); alpha: a number. Returns (..., n_out)."""''',
+    mistakes=(
+        (_lora_unscaled, "the low-rank change is not scaled: LoRA multiplies it by alpha / r"),
+        (_lora_scale_alpha, "the scale is alpha / r, not alpha: dividing by the rank keeps a change of the "
+                            "same size when you try another r"),
+    ),
+)
+def _lora_cases() -> list[Case]:
+    def case(label, n_in, n_out, r, alpha, seed, hint, batch=(3,)):
+        return Case(label, (_randn(*batch, n_in, seed=seed), _randn(n_out, n_in, seed=seed + 1),
+                            _randn(n_out, seed=seed + 2), _randn(r, n_in, seed=seed + 3),
+                            _randn(n_out, r, seed=seed + 4), alpha), hint)
+
+    start = case("B = 0 at the start", 6, 4, 2, 16.0, 70, "the base layer is x @ weight.T + bias", batch=(1,))
+    start = Case(start.label, start.args[:4] + (torch.zeros_like(start.args[4]), start.args[5]), start.hint)
+    return [
+        start,
+        case("rank 2, alpha 16", 8, 5, 2, 16.0, 80, "the change is x @ A.T @ B.T, times a scale"),
+        case("a batch of sequences, rank 4, alpha 4", 8, 8, 4, 4.0, 90, "x may have several leading axes",
+             batch=(2, 3)),
+    ]

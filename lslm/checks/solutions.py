@@ -95,3 +95,28 @@ def rope(x: torch.Tensor, start: int) -> torch.Tensor:
     cos, sin = angles.cos(), angles.sin()
     first, second = x[..., :half], x[..., half:]
     return torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
+
+
+def pre_norm_block(x: torch.Tensor, ln_1, attn, ln_2, mlp) -> torch.Tensor:
+    x = x + attn(ln_1(x))  # tokens talk
+    return x + mlp(ln_2(x))  # each thinks alone
+
+
+def clip_gradients(grads: list, max_norm: float) -> list:
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    factor = min(1.0, max_norm / (total.item() + 1e-6))
+    return [g * factor for g in grads]
+
+
+def kv_cache_step(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k_new: torch.Tensor,
+                  v_new: torch.Tensor) -> tuple:
+    keys = torch.cat((k_cache, k_new), dim=-2)
+    values = torch.cat((v_cache, v_new), dim=-2)
+    weights = torch.softmax(q @ keys.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
+    return weights @ values, keys, values
+
+
+def lora_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lora_A: torch.Tensor,
+                 lora_B: torch.Tensor, alpha: float) -> torch.Tensor:
+    r = lora_A.size(0)
+    return x @ weight.T + bias + (alpha / r) * (x @ lora_A.T @ lora_B.T)
