@@ -174,12 +174,21 @@ fig.colorbar(im, ax=ax, label="q · k")
 plt.show()
 """)
 
-coding_exercise("rope", """
-### Write it yourself: RoPE
+coding_exercise("rms_norm", """
+### Write it yourself: RMSNorm, SwiGLU and RoPE
 
-Write `rope(x, start)` from the description above and run the cell; `check_code` tries it against
-`lslm.attention.apply_rope` at position 0, on one pair you can work out by hand, and on a batch
-of heads that starts at position 7.
+Three of today's parts, each as a function; `check_code` tries each against lslm's own.
+
+**RMSNorm:** write `rms_norm(x, weight, eps)` from the formula in section 1.
+""")
+
+coding_exercise("swiglu", """
+**SwiGLU:** write `swiglu(x, w_gate, w_up, w_down)`, with the three weight matrices given.
+""")
+
+coding_exercise("rope", """
+**RoPE:** write `rope(x, start)` from the description above; `check_code` tries it at position 0,
+on one pair you can work out by hand, and on a batch of heads that starts at position 7.
 """)
 
 md("""

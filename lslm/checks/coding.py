@@ -630,3 +630,124 @@ def _lora_cases() -> list[Case]:
         case("a batch of sequences, rank 4, alpha 4", 8, 8, 4, 4.0, 90, "x may have several leading axes",
              batch=(2, 3)),
     ]
+
+
+# ----- notebook 02: merging the heads back -----------------------------------------------------
+def _merge_reference(y: torch.Tensor) -> torch.Tensor:
+    from lslm.attention import SelfAttention
+
+    b, h, t, d = y.shape
+    attention = SelfAttention(h * d, h)
+    with torch.no_grad():  # an output projection that changes nothing: merge() is then the merge alone
+        attention.c_proj.weight.copy_(torch.eye(h * d))
+        attention.c_proj.bias.zero_()
+        return attention.merge(y)
+
+
+def _merge_without_transpose(y):
+    b, h, t, d = y.shape
+    return y.reshape(b, t, h * d)
+
+
+@code_exercise(
+    "merge_heads",
+    "Write merge_heads(y): (batch, heads, time, head_size) -> (batch, time, heads * head_size), "
+    "each position's heads side by side, head 0 first: the inverse of split_heads.",
+    _merge_reference,
+    signature='''def merge_heads(y):
+    """y: (batch, heads, time, head_size). Returns (batch, time, heads * head_size)."""''',
+    mistakes=((_merge_without_transpose,
+               "the shape is right but positions and heads are mixed up: move the time axis in front "
+               "of the heads before joining them"),),
+)
+def _merge_cases() -> list[Case]:
+    return [
+        Case("2 heads, 1 position", (torch.arange(4.0).reshape(1, 2, 1, 2),), "[[0, 1]] and [[2, 3]] become [0, 1, 2, 3]"),
+        Case("batch 2, 4 heads, 3 positions", (_randn(2, 4, 3, 2, seed=100),),
+             "merge_heads(split_heads(x, 4)) must give x back: try it"),
+    ]
+
+
+# ----- notebook 16: RMSNorm and SwiGLU -------------------------------------------------------
+def _rms_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    from lslm.model import RMSNorm
+
+    norm = RMSNorm(x.size(-1), eps)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+        return norm(x)
+
+
+def _rms_centred(x, weight, eps):
+    x = x - x.mean(-1, keepdim=True)
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * weight
+
+
+def _rms_eps_outside(x, weight, eps):
+    return x / (torch.sqrt((x * x).mean(-1, keepdim=True)) + eps) * weight
+
+
+@code_exercise(
+    "rms_norm",
+    "Write rms_norm(x, weight, eps): each vector of the last axis divided by its root mean square "
+    "(with eps inside the root), then scaled feature by feature by weight.",
+    _rms_reference,
+    signature='''def rms_norm(x, weight, eps):
+    """x: (..., n); weight: (n,); eps: a small number. Returns the same shape as x."""''',
+    mistakes=(
+        (_rms_centred, "that subtracts the mean first, as LayerNorm does: RMSNorm only rescales"),
+        (_rms_eps_outside, "eps goes inside the square root, next to the mean of the squares"),
+    ),
+)
+def _rms_cases() -> list[Case]:
+    return [
+        Case("one vector (3, 4)", (torch.tensor([3.0, 4.0]), torch.ones(2), 0.0),
+             "the root mean square of (3, 4) is sqrt((9 + 16) / 2)"),
+        Case("a batch, a weight", (_randn(2, 5, 8, seed=101, scale=3.0) + 2.0, _randn(8, seed=102), 1e-5),
+             "the mean runs over the last axis only, one vector at a time"),
+        Case("tiny values, large eps", (_randn(3, 4, seed=103, scale=1e-3), torch.ones(4), 1e-2),
+             "with values this small, eps dominates: where it sits changes the result"),
+    ]
+
+
+def _swiglu_reference(x, w_gate, w_up, w_down):
+    from lslm.model import SwiGLU
+
+    layer = SwiGLU(w_gate.size(1), w_gate.size(0))
+    with torch.no_grad():
+        layer.w_gate.weight.copy_(w_gate)
+        layer.w_up.weight.copy_(w_up)
+        layer.c_proj.weight.copy_(w_down)
+        return layer(x)
+
+
+def _swiglu_gelu(x, w_gate, w_up, w_down):
+    return (F.gelu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
+
+
+def _swiglu_swapped(x, w_gate, w_up, w_down):
+    return (F.silu(x @ w_up.T) * (x @ w_gate.T)) @ w_down.T
+
+
+@code_exercise(
+    "swiglu",
+    "Write swiglu(x, w_gate, w_up, w_down): Llama's feed-forward layer, SiLU of the gate branch "
+    "times the up branch, then down to the model's width (no biases).",
+    _swiglu_reference,
+    signature='''def swiglu(x, w_gate, w_up, w_down):
+    """x: (..., n_embd); w_gate, w_up: (hidden, n_embd); w_down: (n_embd, hidden).
+    Returns (..., n_embd)."""''',
+    mistakes=(
+        (_swiglu_gelu, "that gate uses GELU: SwiGLU's gate is SiLU (x * sigmoid(x))"),
+        (_swiglu_swapped, "the SiLU went on the up branch: it belongs on the gate branch"),
+    ),
+)
+def _swiglu_cases() -> list[Case]:
+    def case(label, n, hidden, seed, hint, batch=(2,)):
+        return Case(label, (_randn(*batch, n, seed=seed), _randn(hidden, n, seed=seed + 1),
+                            _randn(hidden, n, seed=seed + 2), _randn(n, hidden, seed=seed + 3)), hint)
+
+    return [
+        case("width 4, hidden 8", 4, 8, 110, "three matrix products: two up, one down"),
+        case("a batch of sequences", 6, 16, 120, "x may have several leading axes", batch=(2, 3)),
+    ]

@@ -120,3 +120,13 @@ def lora_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lora
                  lora_B: torch.Tensor, alpha: float) -> torch.Tensor:
     r = lora_A.size(0)
     return x @ weight.T + bias + (alpha / r) * (x @ lora_A.T @ lora_B.T)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
+    return x / rms * weight
+
+
+def swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    gate = x @ w_gate.T
+    return (gate * torch.sigmoid(gate) * (x @ w_up.T)) @ w_down.T
