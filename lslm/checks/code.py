@@ -7,7 +7,7 @@
 
 Each exercise runs the learner's function and the library's reference on the same inputs:
 random tensors of several shapes and the edge cases that catch the usual mistakes (one
-token, a row the mask hides, an empty batch). The verdict is one line per run: right, or
+token, an empty batch, values large enough to overflow). The verdict is one line: right, or
 the first case that went wrong and what went wrong (an error, a hang, the wrong type, shape,
 dtype or device, or values that differ), with a hint for that case. The hint points at the
 mistake; it never gives the formula. ``check_code`` never raises for a learner's mistake, so
