@@ -134,6 +134,9 @@ def main() -> int:
                         help="a tiny recipe, to check that the benchmark runs (its figures mean nothing)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one field of the world recipe (repeatable), e.g. --set max_iters=1700")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="also judge the world model sampled with nucleus (top-p) sampling at the same "
+                             "temperature; the targets are still judged on plain sampling")
     parser.add_argument("--world-only", action="store_true",
                         help="measure the world model alone (skip the n-gram and char baselines)")
     parser.add_argument("--cache", type=Path,
@@ -196,6 +199,14 @@ def main() -> int:
     rows["world GPT (BPE)"].update(perplexities(wm.sliding_nats(model, val_ids), len(val_ids) - 1, val))
     samples = {"world GPT (BPE)": stories[:2]}
     print("world:", json.dumps(rows["world GPT (BPE)"]), flush=True)
+    if args.top_p is not None:  # the same model, sampled with the tail of unlikely tokens cut off
+        name = f"world GPT (BPE), top-p {args.top_p}"
+        t0 = time.perf_counter()
+        nucleus = wm.write_stories(model, tok, prompts, max_new_tokens=args.max_new_tokens,
+                                   temperature=TEMPERATURE, top_p=args.top_p, seed=args.seed)
+        rows[name] = coherence_row(nucleus, time.perf_counter() - t0)
+        rows[name].update({k: v for k, v in rows["world GPT (BPE)"].items() if k in ("bits_per_char", "word_ppl", "token_ppl", "tokens")})
+        print("world, top-p:", json.dumps(rows[name]), flush=True)
     if args.world_only:
         return 0
 

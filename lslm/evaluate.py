@@ -22,6 +22,13 @@ from lslm.errors import LslmError
 from lslm.utils import evaluating
 
 
+def top_k_hits(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether each target is among the ``k`` tokens with the highest logits (a bool tensor of
+    ``targets``' shape). ``k`` larger than the vocabulary counts every target."""
+    best = logits.topk(min(k, logits.size(-1)), dim=-1).indices
+    return (best == targets.unsqueeze(-1)).any(dim=-1)
+
+
 @torch.no_grad()
 def evaluate(
     model,
@@ -60,10 +67,8 @@ def evaluate(
             loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
             nats += loss.sum().item()
             pos_sum += loss.sum(dim=0).cpu().double()  # to the CPU first: mps has no float64
-            k = min(5, logits.size(-1))
-            best = logits.topk(k, dim=-1).indices
-            top1 += (best[..., 0] == y).sum().item()
-            top5 += (best == y.unsqueeze(-1)).any(dim=-1).sum().item()
+            top1 += top_k_hits(logits, y, 1).sum().item()
+            top5 += top_k_hits(logits, y, 5).sum().item()
     n = n_windows * block
     out = {
         "loss": nats / n,

@@ -154,6 +154,18 @@ class Exposure:
     method: str  # how, in words
 
 
+def rank_of(secret_logprob: float, candidate_logprobs: torch.Tensor) -> int:
+    """The secret's rank among the candidates: 1 + how many the model finds strictly likelier
+    (ties count in the secret's favour, so its own score never pushes it down)."""
+    return 1 + int((candidate_logprobs > secret_logprob).sum())
+
+
+def exposure_bits(rank: float, space: int) -> float:
+    """Exposure in bits (Carlini et al. 2019): log2(space) - log2(rank). 0 when the secret
+    ranks last; log2(space) when the model likes it best of all."""
+    return math.log2(space) - math.log2(rank)
+
+
 def exposure(model: nn.Module, tokenizer, canary: Canary, *, max_exact: int = 100_000,
              samples: int = 4_000, seed: int = 0, batch_size: int = 512) -> Exposure:
     """The canary's exposure under ``model`` (Carlini et al. 2019, section 4).
@@ -173,13 +185,12 @@ def exposure(model: nn.Module, tokenizer, canary: Canary, *, max_exact: int = 10
     space, length = canary.space, len(canary.secret)
     secret_lp = text_logprobs(model, tokenizer, [canary.text])[0].item()
     if space <= max_exact:
-        better = 0
+        scored = []
         pool = ("".join(c) for c in itertools.product(canary.alphabet, repeat=length))
         while chunk := list(itertools.islice(pool, 8 * batch_size)):
-            lp = text_logprobs(model, tokenizer, [canary.fill(c) for c in chunk], batch_size)
-            better += int((lp > secret_lp).sum())
-        rank = 1 + better
-        return Exposure(canary, math.log2(space) - math.log2(rank), rank, space, True,
+            scored.append(text_logprobs(model, tokenizer, [canary.fill(c) for c in chunk], batch_size))
+        rank = rank_of(secret_lp, torch.cat(scored))
+        return Exposure(canary, exposure_bits(rank, space), rank, space, True,
                         f"exact: all {space:,} candidates ranked")
     rng = random.Random(seed)
     drawn = ["".join(rng.choice(canary.alphabet) for _ in range(length)) for _ in range(samples)]
@@ -195,7 +206,7 @@ def exposure(model: nn.Module, tokenizer, canary: Canary, *, max_exact: int = 10
         how = (f"estimated: none of {samples:,} random candidates is as likely, so the tail of a "
                "normal fitted to their log-likelihoods gives the share")
     rank = max(1.0, share * space)
-    return Exposure(canary, math.log2(space) - math.log2(rank), rank, space, False,
+    return Exposure(canary, exposure_bits(rank, space), rank, space, False,
                     f"{how} (the space of {space:,} is above max_exact={max_exact:,})")
 
 

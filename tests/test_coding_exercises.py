@@ -121,3 +121,58 @@ def test_the_verdict_is_printed_and_an_unknown_exercise_is_an_error(capsys):
     assert capsys.readouterr().out.startswith("Correct")
     with pytest.raises(LslmError, match="no coding exercise"):
         check_code("flash_attention", S.causal_attention)
+
+
+def test_a_training_step_is_judged_by_the_parameters_it_leaves():
+    def forgets_the_step(model, x, y, optimizer, max_norm):  # the right loss, no update
+        return model(x, y)[1].item()
+
+    verdict = check_code("train_step", forgets_the_step, quiet=True)
+    assert not verdict and "the model's parameters after your step" in verdict.message
+
+
+def test_the_old_gradients_reach_the_learners_step():
+    seen = []
+
+    def spy(model, x, y, optimizer, max_norm):
+        seen.append(all(p.grad is not None for p in model.parameters()))
+        return S.train_step(model, x, y, optimizer, max_norm)
+
+    assert check_code("train_step", spy, quiet=True)
+    assert seen == [False, True, False, True]  # the cases that leave gradients behind hand them over
+
+
+def test_averaging_the_workers_gradients_gives_the_whole_batchs_gradient():
+    from lslm.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16), seed=0)
+    x = torch.randint(0, 11, (4, 8), generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 11, (4, 8), generator=torch.Generator().manual_seed(2))
+
+    def grads(xs, ys):
+        model.zero_grad()
+        model(xs, ys)[1].backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    whole = grads(x, y)
+    halves = S.average_gradients([grads(x[:2], y[:2]), grads(x[2:], y[2:])])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, halves))
+
+
+def test_the_parameter_count_reference_is_the_real_models():
+    from lslm.model import GPT, GPTConfig
+
+    for case in CODE_EXERCISES["gpt_params"].cases()[::2]:  # GPT-2 small is checked in test_model
+        vocab, block, layers, width = case.args
+        real = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=layers, n_head=1, n_embd=width))
+        assert S.gpt_params(*case.args) == real.num_params()
+
+
+def test_a_dict_answer_is_compared_key_by_key():
+    assert "expected a dict" in check_code("clip_per_example", lambda per_example, clip: [0.0], quiet=True).message
+
+    def missing_scale(per_example, clip):  # right keys, one value wrong
+        out = S.clip_per_example(per_example, clip)
+        return {k: v * 2 if k == "b" else v for k, v in out.items()}
+
+    assert "its 'b':" in check_code("clip_per_example", missing_scale, quiet=True).message

@@ -65,12 +65,13 @@ def test_every_notebook_is_copied_without_its_solutions(copies):
         assert [source(c) for c in nb["cells"]] == kept
 
 
-def test_the_copies_hold_every_coding_exercise_once(copies):
+def test_the_copies_hold_every_coding_exercise_once_and_every_notebook_has_one(copies):
     found = []
-    for nb in copies.values():
-        for cell in nb["cells"]:
-            if "exercise" in tags(cell):
-                found += re.findall(r"check_code\('(\w+)'", source(cell))
+    for name, nb in copies.items():
+        here = [ex for cell in nb["cells"] if "exercise" in tags(cell)
+                for ex in re.findall(r"check_code\('(\w+)'", source(cell))]
+        assert here, f"{name} has no coding exercise"
+        found += here
     assert sorted(found) == sorted(CODE_EXERCISES)
 
 

@@ -303,6 +303,14 @@ tries it against `lslm.tasks.metrics.rouge_l` on a summary that skips words, a r
 an empty one.
 """)
 
+coding_exercise("rouge_n_f1", """
+## Write it yourself: ROUGE-2
+
+`rouge1_by_hand` in section 1 counted single words. Generalise it: write
+`rouge_n_f1(hypothesis, reference, n)` for n-grams of any length, with the same clipping, and
+run the cell; `check_code` compares it with `lslm.tasks.metrics.rouge_n` for n = 1 and 2.
+""")
+
 md("""
 ## Exercises
 """)

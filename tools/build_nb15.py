@@ -1,7 +1,7 @@
 """Write notebooks/15_risks.ipynb from the cells below (then run it with nbval and tidy it
 with tools/nbtidy.py). Kept so the notebook's text can be reviewed as code."""
 
-from nbbuild import code, md, write
+from nbbuild import code, coding_exercise, md, write
 
 md("""
 # 15 · The article's challenges, measured and reduced: made-up answers, bias and privacy
@@ -385,6 +385,24 @@ random sample of candidates, and says so:
 code("""
 long_canary = Canary("Mia's phone number is ", "48172635")
 print(exposure(base, tok, long_canary, samples=2000).method)
+""")
+
+coding_exercise("exposure", """
+## Write it yourself: exposure from the scores
+
+`exposure` above scored every candidate secret with the model. Given those scores, write
+`exposure(secret_logprob, candidate_logprobs)`: the secret's rank, then the bits. `check_code`
+compares it with `lslm.privacy`'s own (`rank_of`, `exposure_bits`), with ties and a secret that
+ranks first and last.
+""")
+
+coding_exercise("clip_per_example", """
+## Write it yourself: DP-SGD's clipping
+
+The heart of DP-SGD, without its noise: write `clip_per_example(per_example, clip)`, which clips
+each example's gradient on its own before averaging. `check_code` compares it with
+`lslm.privacy.dp_gradient` at noise 0. Ordinary gradient clipping (notebook 04) clips the
+batch's average instead: one of the usual mistakes it knows.
 """)
 
 md("""

@@ -16,6 +16,7 @@ a notebook keeps running.
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import threading
@@ -50,6 +51,11 @@ class CodeExercise:
     # (a usual wrong version, the hint for it): an answer that matches one gets that hint
     mistakes: tuple[tuple[Callable[..., Any], str], ...] = ()
     signature: str = ""  # "def name(args):" and its docstring: the notebook's scaffold
+    # For a function that changes its inputs on purpose (a training step updates the model):
+    # what to compare once it has run, read from its arguments. Each run then gets its own
+    # deep copy of the case's arguments.
+    after: Callable[..., Any] | None = None
+    after_label: str = ""  # what ``after`` returns, in words ("the parameters after the step")
 
     def scaffold(self, name: str) -> str:
         """The exercise cell a learner fills in."""
@@ -67,12 +73,14 @@ CODE_EXERCISES: dict[str, CodeExercise] = {}
 
 
 def code_exercise(name: str, task: str, reference: Callable[..., Any], signature: str, atol: float = 1e-5,
-                  mistakes: tuple[tuple[Callable[..., Any], str], ...] = ()):
+                  mistakes: tuple[tuple[Callable[..., Any], str], ...] = (),
+                  after: Callable[..., Any] | None = None, after_label: str = ""):
     """Register the decorated ``cases()`` function as exercise ``name``'s inputs; ``signature``
     is the def line and docstring of the function the learner writes."""
 
     def register(cases: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
-        CODE_EXERCISES[name] = CodeExercise(task, reference, cases, atol, mistakes, signature.strip("\n"))
+        CODE_EXERCISES[name] = CodeExercise(task, reference, cases, atol, mistakes, signature.strip("\n"),
+                                            after, after_label)
         return cases
 
     return register
@@ -134,6 +142,26 @@ def _fresh(value: Any) -> Any:
     return value
 
 
+def _inputs(ex: CodeExercise, case: Case) -> tuple[tuple, dict]:
+    """The arguments for one run: deep copies where the function changes them on purpose (so
+    the model and its optimizer are copied together), else copies of the tensors."""
+    if ex.after is not None:
+        args, kwargs = copy.deepcopy((case.args, case.kwargs))
+        # deepcopy leaves a parameter's .grad behind; a step must see the gradients it was given
+        for old, new in zip((*case.args, *case.kwargs.values()), (*args, *kwargs.values())):
+            if isinstance(old, torch.nn.Module):
+                for p, q in zip(old.parameters(), new.parameters()):
+                    q.grad = None if p.grad is None else p.grad.clone()
+        return args, kwargs
+    return _fresh(case.args), _fresh(case.kwargs)
+
+
+def _outcome(ex: CodeExercise, fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    """What ``fn`` returned, and (for an exercise with ``after``) the state it left behind."""
+    got = fn(*args, **kwargs)
+    return got, (ex.after(*args, **kwargs) if ex.after is not None else None)
+
+
 def _compare(got: Any, want: Any, atol: float) -> str | None:
     """Why ``got`` is not ``want`` (None when it is)."""
     if isinstance(want, torch.Tensor):
@@ -154,6 +182,13 @@ def _compare(got: Any, want: Any, atol: float) -> str | None:
         gap = (got.double() - want.double()).abs().nan_to_num(nan=0.0).max().item()
         scale = atol + 1e-4 * want.double().abs().max().item()
         return None if gap <= scale else f"its values differ from the reference (largest gap {gap:.3g})"
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or set(got) != set(want):
+            return f"it returned {type(got).__name__}, expected a dict with the keys {sorted(want)}"
+        for key in want:
+            if (why := _compare(got[key], want[key], atol)) is not None:
+                return f"its {key!r}: {why}"
+        return None
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
             return f"it returned {type(got).__name__}, expected a {type(want).__name__} of {len(want)}"
@@ -195,8 +230,11 @@ def check_code(name: str, fn: Any, timeout_s: float = HANG_SECONDS, quiet: bool 
         return say(False, f"check_code needs your function itself (its name, no brackets), got a {type(fn).__name__}")
     cases = ex.cases()
     for n, case in enumerate(cases, 1):
-        want = ex.reference(*case.args, **case.kwargs)
-        args, kwargs = _fresh(case.args), _fresh(case.kwargs)
+        if ex.after is not None:
+            want, want_state = _outcome(ex, ex.reference, *_inputs(ex, case))
+        else:  # the reference leaves its inputs alone: they show whether the learner's changed them
+            want, want_state = ex.reference(*case.args, **case.kwargs), None
+        args, kwargs = _inputs(ex, case)
         try:
             got = _run_limited(fn, args, kwargs, timeout_s)
         except _Hang:
@@ -212,6 +250,12 @@ def check_code(name: str, fn: Any, timeout_s: float = HANG_SECONDS, quiet: bool 
             return say(False, f"Not written yet (your function returned None). {ex.task}")
         if (why := _compare(got, want, ex.atol)) is not None:
             return say(False, f"Case {n} of {len(cases)} ({case.label}): {why}. Hint: {_hint(ex, case, got)}")
+        if ex.after is not None:
+            state = ex.after(*args, **kwargs)
+            if (why := _compare(state, want_state, ex.atol)) is not None:
+                return say(False, f"Case {n} of {len(cases)} ({case.label}): {ex.after_label}: {why}. "
+                                  f"Hint: {_hint(ex, case, got, state)}")
+            continue
         changed = [i for i, (a, b) in enumerate(zip(args, case.args))
                    if isinstance(a, torch.Tensor) and not torch.equal(a, b)]
         if changed:
@@ -220,11 +264,13 @@ def check_code(name: str, fn: Any, timeout_s: float = HANG_SECONDS, quiet: bool 
     return say(True, f"Correct: all {len(cases)} cases match lslm's own ✓")
 
 
-def _hint(ex: CodeExercise, case: Case, got: Any) -> str:
-    """The hint of the usual mistake ``got`` matches, else the case's own."""
+def _hint(ex: CodeExercise, case: Case, got: Any, state: Any = None) -> str:
+    """The hint of the usual mistake that ``got`` (and the ``state`` it left) matches, else the
+    case's own."""
     for wrong, hint in ex.mistakes:
         try:
-            if _compare(got, wrong(*_fresh(case.args), **_fresh(case.kwargs)), ex.atol) is None:
+            wrong_got, wrong_state = _outcome(ex, wrong, *_inputs(ex, case))
+            if _compare(got, wrong_got, ex.atol) is None and _compare(state, wrong_state, ex.atol) is None:
                 return hint
         except Exception:  # noqa: BLE001 - a wrong version may not apply to this case
             continue

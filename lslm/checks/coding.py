@@ -751,3 +751,868 @@ def _swiglu_cases() -> list[Case]:
         case("width 4, hidden 8", 4, 8, 110, "three matrix products: two up, one down"),
         case("a batch of sequences", 6, 16, 120, "x may have several leading axes", batch=(2, 3)),
     ]
+
+
+# ----- notebook 00: temperature ---------------------------------------------------------------
+def _temperature_reference(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    from lslm.model import next_token_probs  # what GPT.generate samples from
+
+    return next_token_probs(logits, temperature)
+
+
+def _temperature_times(logits, temperature):
+    return torch.softmax(logits * temperature, dim=-1)
+
+
+def _temperature_after(logits, temperature):
+    return torch.softmax(logits, dim=-1) / temperature
+
+
+def _temperature_wrong_axis(logits, temperature):
+    return torch.softmax(logits / temperature, dim=0)
+
+
+@code_exercise(
+    "softmax_with_temperature",
+    "Write softmax_with_temperature(logits, temperature): the next-token probabilities after "
+    "dividing the logits by the temperature (below 1: sharper, above 1: flatter).",
+    _temperature_reference,
+    signature='''def softmax_with_temperature(logits, temperature):
+    """logits: (..., vocab) floats; temperature: a positive number. Returns probabilities of
+    the same shape, each row summing to 1."""''',
+    mistakes=(
+        (_temperature_times, "a low temperature must make the distribution sharper: look at whether you "
+                             "multiplied or divided"),
+        (_temperature_after, "the temperature goes in before the softmax; after it, the rows no longer "
+                             "sum to 1"),
+        (_temperature_wrong_axis, "each row (one position) is one distribution over the vocabulary: "
+                                  "normalise over the last axis"),
+    ),
+)
+def _temperature_cases() -> list[Case]:
+    return [
+        Case("temperature 1 on [2, 1, 0]", (torch.tensor([2.0, 1.0, 0.0]), 1.0),
+             "at temperature 1 this is the plain softmax"),
+        Case("temperature 0.5, batch 3 of 6 tokens", (_randn(3, 6, seed=40), 0.5),
+             "halving the temperature doubles every gap between logits"),
+        Case("large logits (about 1000)", (torch.tensor([[1000.0, 999.0, 990.0]]), 1.0),
+             "exp(1000) overflows: subtract each row's largest logit first (that does not change "
+             "the softmax)"),
+        Case("temperature 3 on a (2, 4, 5) tensor", (_randn(2, 4, 5, seed=41, scale=3.0), 3.0),
+             "every position's row is its own distribution"),
+    ]
+
+
+# ----- notebook 01: a BPE merge step, and encoding with the learned merges --------------------
+def _merge_reference(word, pair):
+    from lslm.tokenizers.bpe import merge_pair
+
+    return merge_pair(word, pair)
+
+
+def _merge_first_only(word, pair):
+    for i in range(len(word) - 1):
+        if (word[i], word[i + 1]) == tuple(pair):
+            return tuple(word[:i]) + (word[i] + word[i + 1],) + tuple(word[i + 2 :])
+    return tuple(word)
+
+
+def _merge_right_to_left(word, pair):
+    out, i = list(word), len(word) - 2
+    while i >= 0:
+        if i + 1 < len(out) and (out[i], out[i + 1]) == tuple(pair):
+            out[i : i + 2] = [out[i] + out[i + 1]]
+            i -= 2
+        else:
+            i -= 1
+    return tuple(out)
+
+
+@code_exercise(
+    "merge_pair",
+    "Write merge_pair(word, pair): the word (a tuple of pieces) with every occurrence of the two "
+    "pieces of pair, side by side, replaced by one piece; scan left to right.",
+    _merge_reference,
+    signature='''def merge_pair(word, pair):
+    """word: a tuple of pieces, e.g. ("▁", "t", "h", "e"); pair: two pieces, e.g. ("t", "h").
+    Returns a tuple of pieces: ("▁", "th", "e")."""''',
+    mistakes=(
+        (_merge_first_only, "only the first occurrence was merged: merge every one"),
+        (_merge_right_to_left, "scan from the left: in ('a', 'a', 'a') the first two pieces are merged, "
+                               "giving ('aa', 'a')"),
+    ),
+)
+def _merge_cases() -> list[Case]:
+    return [
+        Case("('▁', 't', 'h', 'e') with ('t', 'h')", (("▁", "t", "h", "e"), ("t", "h")),
+             "the two pieces become one string, and the pieces around them stay"),
+        Case("two occurrences", (("▁", "t", "h", "a", "t", "h"), ("t", "h")), "every occurrence is merged"),
+        Case("('a', 'a', 'a') with ('a', 'a')", (("a", "a", "a"), ("a", "a")),
+             "a piece can be used by one merge only; going left to right, the first two pieces win"),
+        Case("a pair that is not there", (("▁", "c", "a", "t"), ("a", "c")), "nothing to merge: the same pieces"),
+        Case("merged pieces merge again", (("▁t", "h", "e", "▁th", "e"), ("▁th", "e")),
+             "compare whole pieces, not letters: '▁t' followed by 'h' is not the piece '▁th'"),
+        Case("a one-piece word", ((".",), (".", ".")), "a word of one piece has no pairs"),
+        Case("an empty word", ((), ("a", "b")), "no pieces in, no pieces out (an empty tuple)"),
+    ]
+
+
+def _encode_reference(word, merges):
+    from lslm.tokenizers.bpe import encode_word
+
+    return encode_word(word, merges)
+
+
+def _encode_reversed(word, merges):
+    from lslm.tokenizers.bpe import encode_word
+
+    return encode_word(word, list(reversed(merges)))
+
+
+def _encode_one_pass(word, merges):
+    pieces = tuple(word)
+    for pair in merges:
+        for i in range(len(pieces) - 1):
+            if (pieces[i], pieces[i + 1]) == tuple(pair):
+                pieces = pieces[:i] + (pieces[i] + pieces[i + 1],) + pieces[i + 2 :]
+                break
+    return list(pieces)
+
+
+@code_exercise(
+    "bpe_encode",
+    "Write bpe_encode(word, merges): start from the word's characters and apply the learned merges "
+    "one after another, in the order they were learned; return the list of pieces.",
+    _encode_reference,
+    signature='''def bpe_encode(word, merges):
+    """word: a string, e.g. "▁the"; merges: a list of pairs in the order BPE learned them,
+    e.g. [("▁", "t"), ("▁t", "h")]. Returns the word's pieces as a list of strings."""''',
+    mistakes=(
+        (_encode_reversed, "the order matters: replay the merges in the order they were learned, first one first"),
+        (_encode_one_pass, "each merge applies to every occurrence in the word, not only the first"),
+    ),
+)
+def _encode_cases() -> list[Case]:
+    built = [("▁", "t"), ("▁t", "h"), ("▁th", "e")]
+    return [
+        Case("'▁the' with merges that build it", ("▁the", built), "each merge can use a piece an earlier one made"),
+        Case("no merges", ("▁cat", []), "with no merges a word is its characters"),
+        Case("'abc' with [('a', 'b'), ('b', 'c')]", ("abc", [("a", "b"), ("b", "c")]),
+             "once 'a' and 'b' are one piece, 'b' is no longer free to join 'c'"),
+        Case("'▁tatat' with [('a', 't'), ('▁', 't')]", ("▁tatat", [("a", "t"), ("▁", "t")]),
+             "'at' occurs twice in '▁tatat'"),
+        Case("a word the merges never touch", ("xyz", built), "merges of other letters change nothing"),
+    ]
+
+
+# ----- notebook 03: the feed-forward layer -------------------------------------------------------
+def _mlp_reference(x, w_fc, b_fc, w_proj, b_proj):
+    from lslm.model import MLP
+
+    mlp = MLP(w_fc.size(1), w_fc.size(0))
+    with torch.no_grad():
+        for param, value in zip((mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias),
+                                (w_fc, b_fc, w_proj, b_proj)):
+            param.copy_(value)
+        return mlp(x)
+
+
+def _mlp_relu(x, w_fc, b_fc, w_proj, b_proj):
+    return torch.relu(x @ w_fc.T + b_fc) @ w_proj.T + b_proj
+
+
+def _mlp_tanh_gelu(x, w_fc, b_fc, w_proj, b_proj):
+    return F.gelu(x @ w_fc.T + b_fc, approximate="tanh") @ w_proj.T + b_proj
+
+
+def _mlp_no_activation(x, w_fc, b_fc, w_proj, b_proj):
+    return (x @ w_fc.T + b_fc) @ w_proj.T + b_proj
+
+
+def _mlp_no_bias(x, w_fc, b_fc, w_proj, b_proj):
+    return F.gelu(x @ w_fc.T) @ w_proj.T
+
+
+@code_exercise(
+    "feed_forward",
+    "Write feed_forward(x, w_fc, b_fc, w_proj, b_proj): widen each position with the first linear "
+    "layer, apply GELU, and project back with the second.",
+    _mlp_reference,
+    signature='''def feed_forward(x, w_fc, b_fc, w_proj, b_proj):
+    """x: (..., n_embd). w_fc: (n_hidden, n_embd) and b_fc: (n_hidden,), the widening layer;
+    w_proj: (n_embd, n_hidden) and b_proj: (n_embd,), the way back. Weights are stored as
+    nn.Linear stores them: (out, in). Returns (..., n_embd)."""''',
+    mistakes=(
+        (_mlp_relu, "close, but that is ReLU: GPT-2's activation is GELU, which lets small negative values through"),
+        (_mlp_tanh_gelu, "that is GELU's tanh approximation; lslm's MLP uses the exact GELU (torch's default)"),
+        (_mlp_no_activation, "without a non-linearity in between, two linear layers are just one linear layer"),
+        (_mlp_no_bias, "each linear layer adds its bias"),
+    ),
+)
+def _mlp_cases() -> list[Case]:
+    def weights(c: int, h: int, seed: int) -> tuple:
+        return (_randn(h, c, seed=seed, scale=0.5), _randn(h, seed=seed + 1, scale=0.1),
+                _randn(c, h, seed=seed + 2, scale=0.5), _randn(c, seed=seed + 3, scale=0.1))
+
+    return [
+        Case("one position, 4 channels, 16 hidden", (_randn(1, 1, 4, seed=42), *weights(4, 16, 43)),
+             "a Linear layer stored as (out, in) computes x @ weight.T + bias"),
+        Case("batch 2, 5 positions, 8 channels, 32 hidden", (_randn(2, 5, 8, seed=47), *weights(8, 32, 48)),
+             "every position goes through the same two layers on its own"),
+        Case("an all-zero input", (torch.zeros(1, 3, 6), *weights(6, 24, 52)),
+             "with x = 0 only the biases (and the activation between them) are left"),
+    ]
+
+
+# ----- notebook 04: the targets, and one training step --------------------------------------
+def _blocks_reference(data, starts, block_size):
+    from lslm.data import blocks_at
+
+    return blocks_at(data, starts, block_size)
+
+
+def _blocks_no_shift(data, starts, block_size):
+    x = torch.stack([data[s : s + block_size] for s in starts.tolist()])
+    return x, x.clone()
+
+
+def _blocks_backwards(data, starts, block_size):
+    x = torch.stack([data[s : s + block_size] for s in starts.tolist()])
+    y = torch.stack([data[max(s - 1, 0) : max(s - 1, 0) + block_size] for s in starts.tolist()])
+    return x, y
+
+
+def _blocks_too_long(data, starts, block_size):
+    x = torch.stack([data[s : s + block_size + 1] for s in starts.tolist()])
+    return x, torch.stack([data[s + 1 : s + block_size + 2] for s in starts.tolist()])
+
+
+@code_exercise(
+    "next_token_blocks",
+    "Write next_token_blocks(data, starts, block_size): for each start, the block of block_size "
+    "tokens that begins there (x), and the block of what comes next at every position (y).",
+    _blocks_reference,
+    signature='''def next_token_blocks(data, starts, block_size):
+    """data: a 1-D tensor of token ids; starts: a 1-D tensor of start positions. Returns
+    (x, y), each (len(starts), block_size): y[b, t] is the token that follows x[b, t]."""''',
+    mistakes=(
+        (_blocks_no_shift, "y equals x: the target at each position is the *next* token"),
+        (_blocks_backwards, "y is shifted the wrong way: it should be one token later in the text, not earlier"),
+        (_blocks_too_long, "each block holds exactly block_size tokens"),
+    ),
+)
+def _blocks_cases() -> list[Case]:
+    counting = torch.arange(20)
+    return [
+        Case("data 0..19, starts [0, 5], block 4", (counting, torch.tensor([0, 5]), 4),
+             "with data 0, 1, 2, ... the token after t is t + 1: check your y row by row"),
+        Case("the last possible start", (counting, torch.tensor([15]), 4),
+             "a block starting at 15 reads tokens 15-18, and its targets reach the last token, 19"),
+        Case("block size 1", (counting, torch.tensor([3, 7, 0]), 1), "one input token, one target each"),
+        Case("random ids", (torch.randint(0, 50, (40,), generator=_gen(55)), torch.tensor([2, 30, 11]), 8),
+             "x[b] is data[start : start + block_size]; y[b] starts one token later"),
+    ]
+
+
+def _tiny_gpt(seed: int):
+    from lslm.model import GPT, GPTConfig
+
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16), seed=seed)
+
+
+def _step_reference(model, x, y, optimizer, max_norm):
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def _step_no_zero_grad(model, x, y, optimizer, max_norm):
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def _step_no_clip(model, x, y, optimizer, max_norm):
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_clip_values(model, x, y, optimizer, max_norm):
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def _parameters_after(model, x, y, optimizer, max_norm):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@code_exercise(
+    "train_step",
+    "Write train_step(model, x, y, optimizer, max_norm): one update. Clear the old gradients, "
+    "compute the loss and its gradients, clip their total norm to max_norm, take the optimizer's "
+    "step, and return the loss as a number.",
+    _step_reference,
+    signature='''def train_step(model, x, y, optimizer, max_norm):
+    """model: an lslm GPT (model(x, y) returns (logits, loss)); x, y: (batch, time) token ids;
+    optimizer: a torch optimizer over the model's parameters; max_norm: the largest gradient
+    norm allowed. Changes the model; returns the loss before the update, as a float."""''',
+    mistakes=(
+        (_step_no_zero_grad, "the gradients from before were still there and were added to: clear them "
+                             "before the backward pass"),
+        (_step_no_clip, "the update used unclipped gradients: clip them after backward() and before "
+                        "optimizer.step() (clipping after the step is too late)"),
+        (_step_clip_values, "that clips each number on its own: clip the norm of all the gradients together, "
+                            "which keeps their direction"),
+    ),
+    after=_parameters_after,
+    after_label="the model's parameters after your step",
+)
+def _step_cases() -> list[Case]:
+    def case(seed: int, lr: float, max_norm: float, stale: bool, adam: bool = False) -> tuple:
+        model = _tiny_gpt(seed)
+        gen = _gen(seed)
+        x = torch.randint(0, 11, (4, 8), generator=gen)
+        y = torch.randint(0, 11, (4, 8), generator=gen)
+        if stale:  # what the last step left behind
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr) if adam else torch.optim.SGD(model.parameters(), lr=lr)
+        return model, x, y, opt, max_norm
+
+    return [
+        Case("SGD, a norm far above max_norm", case(60, 0.5, 0.1, stale=False),
+             "the update of plain SGD is lr times the (clipped) gradient: check the clipping"),
+        Case("old gradients left on the parameters", case(61, 0.5, 1.0, stale=True),
+             "backward() adds to whatever .grad already holds"),
+        Case("max_norm so large that clipping changes nothing", case(62, 0.1, 1e6, stale=False),
+             "forward, backward and one optimizer step, in that order"),
+        Case("AdamW, old gradients left", case(63, 0.01, 1.0, stale=True, adam=True),
+             "any torch optimizer: call its step(), don't update the weights by hand"),
+    ]
+
+
+# ----- notebook 05: top-k accuracy -------------------------------------------------------------
+def _topk_reference(logits, targets, k):
+    from lslm.evaluate import top_k_hits
+
+    return top_k_hits(logits, targets, k).float().mean().item()
+
+
+def _topk_top1(logits, targets, k):
+    return (logits.argmax(-1) == targets).float().mean().item()
+
+
+def _topk_smallest(logits, targets, k):
+    best = logits.topk(min(k, logits.size(-1)), dim=-1, largest=False).indices
+    return (best == targets.unsqueeze(-1)).any(-1).float().mean().item()
+
+
+def _topk_one_fewer(logits, targets, k):
+    if k <= 1:
+        return 0.0
+    best = logits.topk(min(k - 1, logits.size(-1)), dim=-1).indices
+    return (best == targets.unsqueeze(-1)).any(-1).float().mean().item()
+
+
+@code_exercise(
+    "top_k_accuracy",
+    "Write top_k_accuracy(logits, targets, k): the share of positions whose true next token is "
+    "among the k tokens with the highest logits.",
+    _topk_reference,
+    signature='''def top_k_accuracy(logits, targets, k):
+    """logits: (..., vocab) floats; targets: (...) token ids; k: a whole number of at least 1.
+    Returns a float from 0 to 1."""''',
+    mistakes=(
+        (_topk_top1, "that only counts the single best token: any of the k best counts as a hit"),
+        (_topk_smallest, "those are the k *lowest* logits"),
+        (_topk_one_fewer, "you looked at k - 1 tokens: the top k includes the best one"),
+    ),
+)
+def _topk_cases() -> list[Case]:
+    logits = torch.tensor([[3.0, 1.0, 2.0, 0.0]])
+    return [
+        Case("5 positions, vocabulary of 4, k = 3", (logits.repeat(5, 1), torch.tensor([0, 0, 0, 2, 1]), 3),
+             "the three highest logits are tokens 0, 2 and 1: every target here is among them"),
+        Case("target ranked second, k = 1", (logits, torch.tensor([2]), 1),
+             "with k = 1 only the highest logit counts"),
+        Case("target ranked second, k = 2", (logits, torch.tensor([2]), 2), "the two highest are tokens 0 and 2"),
+        Case("batch 2 x 6 positions, vocab 10, k = 5",
+             (_randn(2, 6, 10, seed=70), torch.randint(0, 10, (2, 6), generator=_gen(71)), 5),
+             "count every position of every row, then divide by how many positions there are"),
+        Case("k = 20 with a vocabulary of 10", (_randn(3, 10, seed=72), torch.tensor([1, 5, 9]), 20),
+             "when k is at least the vocabulary size, every target is in the top k"),
+    ]
+
+
+# ----- notebook 07: pooling a padded batch ---------------------------------------------------
+def _pool_reference(hidden, lengths):
+    from lslm.tasks.sentiment import pool_hidden
+
+    return pool_hidden(hidden, lengths, "mean")
+
+
+def _pool_all(hidden, lengths):
+    return hidden.mean(dim=1)
+
+
+def _pool_last(hidden, lengths):
+    return hidden[torch.arange(hidden.size(0)), lengths - 1]
+
+
+def _pool_sum_over_time(hidden, lengths):
+    real = (torch.arange(hidden.size(1)) < lengths[:, None]).unsqueeze(-1)
+    return (hidden * real).sum(1) / hidden.size(1)
+
+
+@code_exercise(
+    "mean_pool",
+    "Write mean_pool(hidden, lengths): one vector per text, the mean of its real positions' "
+    "features; the padding after each text's length must not count.",
+    _pool_reference,
+    signature='''def mean_pool(hidden, lengths):
+    """hidden: (batch, time, channels) features; lengths: (batch,) how many positions of each
+    row are real (the rest is padding). Returns (batch, channels)."""''',
+    mistakes=(
+        (_pool_all, "the padding was averaged in: leave out the positions after each text's length"),
+        (_pool_last, "that is the last real position's features (the 'last' pooling): average all the real ones"),
+        (_pool_sum_over_time, "the sum is right, but divide by the number of real positions, not by the padded length"),
+    ),
+)
+def _pool_cases() -> list[Case]:
+    return [
+        Case("no padding", (_randn(2, 3, 4, seed=80), torch.tensor([3, 3])), "with no padding this is a plain mean over time"),
+        Case("lengths [1, 3] of 4", (_randn(2, 4, 5, seed=81), torch.tensor([1, 3])),
+             "row 0 has one real position: its mean is that position's features"),
+        Case("padding filled with large numbers", (torch.cat((_randn(3, 5, 6, seed=82), torch.full((3, 2, 6), 100.0)), 1),
+                                                  torch.tensor([5, 2, 4])),
+             "padding holds numbers too (here 100s): a mask keeps them out of the sum and the count"),
+    ]
+
+
+# ----- notebook 08: BLEU's brevity penalty ---------------------------------------------------
+def _bp_reference(hyp_length, ref_length):
+    from lslm.tasks.metrics import brevity_penalty
+
+    return float(brevity_penalty(hyp_length, ref_length))
+
+
+def _bp_inverted(hyp_length, ref_length):
+    return 1.0 if hyp_length >= ref_length else math.exp(1 - hyp_length / ref_length)
+
+
+def _bp_always(hyp_length, ref_length):
+    return math.exp(1 - ref_length / hyp_length) if hyp_length else 0.0
+
+
+@code_exercise(
+    "brevity_penalty",
+    "Write brevity_penalty(hyp_length, ref_length): 1 when the output is at least as long as the "
+    "reference, else exp(1 - ref_length / hyp_length), and 0 for an empty output.",
+    _bp_reference,
+    signature='''def brevity_penalty(hyp_length, ref_length):
+    """hyp_length: words in the output(s); ref_length: words in the reference(s). Returns a
+    float from 0 to 1."""''',
+    mistakes=(
+        (_bp_inverted, "the ratio is upside down: a short output must be punished more, the shorter it is"),
+        (_bp_always, "an output longer than the reference is not penalised (precision already punishes padding)"),
+    ),
+)
+def _bp_cases() -> list[Case]:
+    return [
+        Case("the same length", (10, 10), "equal lengths: no penalty"),
+        Case("longer than the reference", (12, 10), "longer: no penalty, the factor is 1"),
+        Case("half the reference's length", (5, 10), "ref_length / hyp_length is 2 here"),
+        Case("an empty output", (0, 7), "an empty output gets 0 (and mind the division by zero)"),
+    ]
+
+
+# ----- notebook 09: token F1, and the best span ----------------------------------------------
+def _f1_reference(prediction, gold):
+    from lslm.tasks.qa import f1
+
+    return float(f1(prediction, gold))
+
+
+def _f1_raw_words(prediction, gold):
+    from collections import Counter
+
+    p, g = prediction.split(), gold.split()
+    shared = sum((Counter(p) & Counter(g)).values())
+    if not p or not g:
+        return float(p == g)
+    return 0.0 if not shared else 2 * (shared / len(p)) * (shared / len(g)) / (shared / len(p) + shared / len(g))
+
+
+def _f1_sets(prediction, gold):
+    from lslm.tasks.qa import normalize_answer
+
+    p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    shared = len(set(p) & set(g))
+    return 0.0 if not shared else 2 * (shared / len(p)) * (shared / len(g)) / (shared / len(p) + shared / len(g))
+
+
+@code_exercise(
+    "token_f1",
+    "Write token_f1(prediction, gold): normalise both answers (lower case, no punctuation, no "
+    "a/an/the), then the F1 of the precision and recall of the words they share.",
+    _f1_reference,
+    signature='''def token_f1(prediction, gold):
+    """prediction, gold: answer strings. Returns a float from 0 to 1 (two empty answers
+    agree: 1.0)."""''',
+    mistakes=(
+        (_f1_raw_words, "normalise first: 'The Tower.' and 'tower' are the same answer"),
+        (_f1_sets, "count shared words with their multiplicity: a word the gold has once is shared at most once"),
+    ),
+)
+def _f1_cases() -> list[Case]:
+    return [
+        Case("'in Paris, France' against 'Paris'", ("in Paris, France", "Paris"),
+             "one of three predicted words is right (precision 1/3), and all of the gold is found (recall 1)"),
+        Case("'The Eiffel Tower.' against 'eiffel tower'", ("The Eiffel Tower.", "eiffel tower"),
+             "after normalising, these are the same words"),
+        Case("'red red car' against 'red car'", ("red red car", "red car"),
+             "the gold has 'red' once, so only one predicted 'red' is shared"),
+        Case("'red red car' against 'red red bus'", ("red red car", "red red bus"),
+             "both have 'red' twice, so both copies are shared"),
+        Case("nothing shared", ("blue boat", "red car"), "no shared word: F1 is 0"),
+        Case("'the' against 'a'", ("the", "a"), "both normalise to nothing: two empty answers agree"),
+    ]
+
+
+def _span_reference(start, end, max_len):
+    from lslm.tasks.qa import best_spans
+
+    return best_spans(start, end, max_len)
+
+
+def _span_independent(start, end, max_len):
+    return [(int(s), int(e)) for s, e in zip(start.argmax(-1), end.argmax(-1))]
+
+
+def _span_one_longer(start, end, max_len):
+    from lslm.tasks.qa import best_spans
+
+    return best_spans(start, end, max_len + 1)
+
+
+@code_exercise(
+    "best_span",
+    "Write best_span(start, end, max_len): for each row, the (s, e) with s <= e < s + max_len "
+    "that maximises start[s] + end[e].",
+    _span_reference,
+    signature='''def best_span(start, end, max_len):
+    """start, end: (batch, time) scores for where the answer starts and ends; max_len: the
+    longest answer in tokens. Returns a list of (s, e) pairs of ints, one per row."""''',
+    mistakes=(
+        (_span_independent, "the best start and the best end were picked on their own: the end must not come "
+                            "before the start, nor too far after it"),
+        (_span_one_longer, "an answer of max_len tokens ends at s + max_len - 1: yours allows one more"),
+    ),
+)
+def _span_cases() -> list[Case]:
+    return [
+        Case("the best end lies before the best start", (torch.tensor([[0.0, 0.0, 5.0, 0.0]]),
+                                                         torch.tensor([[4.0, 0.0, 0.0, 1.0]]), 3),
+             "score every allowed pair (s, e) and take the best"),
+        Case("the best pair is too long", (torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0]]),
+                                           torch.tensor([[0.0, 0.0, 1.0, 0.0, 4.0]]), 3),
+             "with max_len 3, a span starting at 0 ends at 2 at the latest"),
+        Case("batch 3, random scores", (_randn(3, 9, seed=90), _randn(3, 9, seed=91), 4),
+             "each row is its own question"),
+        Case("one-token answers only", (_randn(2, 6, seed=92), _randn(2, 6, seed=93), 1),
+             "with max_len 1 the answer starts and ends at the same position"),
+    ]
+
+
+# ----- notebook 10: counting parameters -------------------------------------------------------
+def _params_reference(vocab_size, block_size, n_layer, n_embd):
+    from lslm.model import GPTConfig, count_params
+
+    return count_params(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=1,
+                                  n_embd=n_embd))
+
+
+def _params_untied(vocab_size, block_size, n_layer, n_embd):
+    return _params_reference(vocab_size, block_size, n_layer, n_embd) + vocab_size * n_embd
+
+
+def _params_no_positions(vocab_size, block_size, n_layer, n_embd):
+    return _params_reference(vocab_size, block_size, n_layer, n_embd) - block_size * n_embd
+
+
+def _params_matrices_only(vocab_size, block_size, n_layer, n_embd):
+    return vocab_size * n_embd + block_size * n_embd + 12 * n_layer * n_embd * n_embd
+
+
+@code_exercise(
+    "gpt_params",
+    "Write gpt_params(vocab_size, block_size, n_layer, n_embd): the exact number of parameters "
+    "of a GPT-2-shaped model (biases, LayerNorms with bias, learned positions, MLP 4x wide, LM "
+    "head tied to the token embedding).",
+    _params_reference,
+    signature='''def gpt_params(vocab_size, block_size, n_layer, n_embd):
+    """The parameters of GPT(GPTConfig(vocab_size=..., block_size=..., n_layer=..., n_embd=...)),
+    counted on paper. Returns an int (GPT-2 small: 124,439,808)."""''',
+    mistakes=(
+        (_params_untied, "the LM head is tied to the token embedding: the same matrix, counted once"),
+        (_params_no_positions, "the learned position embedding has block_size x n_embd parameters too"),
+        (_params_matrices_only, "12 x n_layer x n_embd² counts the weight matrices only: add the biases and "
+                                "the LayerNorms' scales and shifts"),
+    ),
+)
+def _params_cases() -> list[Case]:
+    return [
+        Case("notebook 04's model: 65 tokens, context 64, 4 layers, width 128", (65, 64, 4, 128),
+             "per block: two LayerNorms, attention (qkv and out, with biases), the MLP (two layers, with biases)"),
+        Case("GPT-2 small", (50257, 1024, 12, 768), "GPT-2 small has 124,439,808 parameters"),
+        Case("one layer, width 8", (10, 4, 1, 8), "work it out by hand for this small one first"),
+    ]
+
+
+# ----- notebook 11: the induction stripe -----------------------------------------------------
+def _stripe_reference(attention, n):
+    from lslm.interpret import induction_stripe
+
+    return induction_stripe(attention, n)
+
+
+def _stripe_previous_copy(attention, n):
+    t = torch.arange(n, 2 * n)
+    return attention[..., t, t - n].mean(-1)
+
+
+def _stripe_previous_token(attention, n):
+    t = torch.arange(n, 2 * n)
+    return attention[..., t, t - 1].mean(-1)
+
+
+@code_exercise(
+    "induction_stripe",
+    "Write induction_stripe(attention, n): on a sequence of n random tokens repeated twice, the "
+    "mean attention that the positions of the second half give to the token just after their "
+    "token's first occurrence.",
+    _stripe_reference,
+    signature='''def induction_stripe(attention, n):
+    """attention: (..., 2n, 2n) weights (row = query, column = key) on n tokens repeated twice.
+    Returns (...): the mean, over the second half's positions t, of attention[..., t, t - n + 1]."""''',
+    mistakes=(
+        (_stripe_previous_copy, "that is the token's own earlier copy (t - n): an induction head looks one "
+                                "further, at what came *next* last time"),
+        (_stripe_previous_token, "that is the previous-token stripe (t - 1)"),
+    ),
+)
+def _stripe_cases() -> list[Case]:
+    n = 4
+    perfect = torch.zeros(2 * n, 2 * n)
+    t = torch.arange(n, 2 * n)
+    perfect[t, t - n + 1] = 1.0
+    perfect[torch.arange(n), 0] = 1.0
+    return [
+        Case("random maps, batch 2 x 3 heads, n = 5",
+             (torch.softmax(_randn(2, 3, 10, 10, seed=95), -1), 5),
+             "index every leading axis with ... and pick the (t, t - n + 1) cells"),
+        Case("a perfect induction head, n = 4", (perfect, n), "this head does nothing but induction: the answer is 1"),
+        Case("n = 1", (torch.softmax(_randn(2, 2, seed=96), -1), 1), "with n = 1 the stripe is the single cell (1, 1)"),
+    ]
+
+
+# ----- notebook 12: data parallelism -----------------------------------------------------------
+def _average_reference(worker_grads):
+    # What DistributedDataParallel's all-reduce leaves on every worker: the mean over workers.
+    return [torch.stack(per_param).mean(dim=0) for per_param in zip(*worker_grads)]
+
+
+def _average_sum(worker_grads):
+    return [torch.stack(per_param).sum(dim=0) for per_param in zip(*worker_grads)]
+
+
+def _average_first(worker_grads):
+    return [g.clone() for g in worker_grads[0]]
+
+
+@code_exercise(
+    "average_gradients",
+    "Write average_gradients(worker_grads): what data parallelism's all-reduce gives every worker: "
+    "for each parameter, the mean of the workers' gradients.",
+    _average_reference,
+    signature='''def average_gradients(worker_grads):
+    """worker_grads: a list (one item per worker) of lists of gradient tensors (one per
+    parameter, in the same order for every worker). Returns one list of tensors: the
+    gradient every worker applies."""''',
+    mistakes=(
+        (_average_sum, "the sum of the workers' gradients is as large as if the batch were that many times "
+                       "bigger: average them"),
+        (_average_first, "every worker must apply the same gradient, from all the workers' data"),
+    ),
+)
+def _average_cases() -> list[Case]:
+    def grads(workers: int, seed: int) -> list:
+        return [[_randn(3, 4, seed=seed + 10 * w), _randn(4, seed=seed + 10 * w + 1)] for w in range(workers)]
+
+    return [
+        Case("two workers", (grads(2, 100),), "for each parameter, add the workers' gradients and divide by 2"),
+        Case("four workers", (grads(4, 200),), "divide by the number of workers"),
+        Case("one worker", (grads(1, 300),), "with one worker, its gradient is the answer"),
+    ]
+
+
+# ----- notebook 13: ROUGE-n --------------------------------------------------------------------
+def _rouge_n_reference(hypothesis, reference, n):
+    from lslm.tasks.metrics import rouge_n
+
+    return float(rouge_n(" ".join(hypothesis), " ".join(reference), n).fmeasure)
+
+
+def _rouge_n_unclipped(hypothesis, reference, n):
+    h, r = _grams(hypothesis, n), _grams(reference, n)
+    if not h or not r:
+        return 0.0
+    overlap = sum(g in r for g in h)
+    p, rec = overlap / len(h), min(1.0, overlap / len(r))
+    return 2 * p * rec / (p + rec) if overlap else 0.0
+
+
+def _rouge_n_recall(hypothesis, reference, n):
+    from lslm.tasks.metrics import rouge_n
+
+    return float(rouge_n(" ".join(hypothesis), " ".join(reference), n).recall)
+
+
+@code_exercise(
+    "rouge_n_f1",
+    "Write rouge_n_f1(hypothesis, reference, n) for two lists of words: the F1 of precision and "
+    "recall of their shared n-grams, each n-gram shared at most as often as the side with fewer "
+    "copies has it.",
+    _rouge_n_reference,
+    signature='''def rouge_n_f1(hypothesis, reference, n):
+    """hypothesis, reference: lists of lower-case words; n: 1 for ROUGE-1, 2 for ROUGE-2.
+    Returns a float from 0 to 1 (0.0 when either side has no n-grams)."""''',
+    mistakes=(
+        (_rouge_n_unclipped, "a repeated n-gram was credited every time: clip each at the smaller count"),
+        (_rouge_n_recall, "that is the recall only: ROUGE's F1 combines it with the precision"),
+    ),
+)
+def _rouge_n_cases() -> list[Case]:
+    return [
+        Case("ROUGE-1, 'the cat sat' against 'the cat ran'", ("the cat sat".split(), "the cat ran".split(), 1),
+             "two of three words are shared on each side"),
+        Case("a repeated word", ("the the the cat".split(), "the cat sat".split(), 1),
+             "the reference has 'the' once: it is shared once"),
+        Case("ROUGE-2 of a longer summary", ("mia lost her red ball in the park".split(),
+                                             "mia lost her ball".split(), 2),
+             "list each side's word pairs: precision over the summary's pairs, recall over the reference's"),
+        Case("one word has no pairs", (["mia"], "mia ran".split(), 2), "no n-grams on one side: the score is 0.0"),
+    ]
+
+
+# ----- notebook 15: exposure of a canary ---------------------------------------------------------
+def _exposure_reference(secret_logprob, candidate_logprobs):
+    from lslm.privacy import exposure_bits, rank_of
+
+    return exposure_bits(rank_of(secret_logprob, candidate_logprobs), len(candidate_logprobs))
+
+
+def _exposure_counts_itself(secret_logprob, candidate_logprobs):
+    return math.log2(len(candidate_logprobs)) - math.log2(1 + int((candidate_logprobs >= secret_logprob).sum()))
+
+
+def _exposure_natural_log(secret_logprob, candidate_logprobs):
+    rank = 1 + int((candidate_logprobs > secret_logprob).sum())
+    return math.log(len(candidate_logprobs)) - math.log(rank)
+
+
+@code_exercise(
+    "exposure",
+    "Write exposure(secret_logprob, candidate_logprobs): the secret's rank among all candidates "
+    "(1 + how many the model finds strictly likelier), then log2(number of candidates) - log2(rank).",
+    _exposure_reference,
+    signature='''def exposure(secret_logprob, candidate_logprobs):
+    """secret_logprob: the model's log-probability of the true canary (a float);
+    candidate_logprobs: a 1-D tensor with one log-probability per possible canary, the true
+    one included. Returns the exposure in bits (a float)."""''',
+    mistakes=(
+        (_exposure_counts_itself, "the secret was counted as beating itself: count only candidates strictly likelier"),
+        (_exposure_natural_log, "exposure is measured in bits: use log base 2"),
+    ),
+)
+def _exposure_cases() -> list[Case]:
+    eight = torch.tensor([-5.0, -9.0, -7.0, -6.0, -8.0, -12.0, -10.0, -11.0])
+    return [
+        Case("the secret is the likeliest of 8", (-5.0, eight), "rank 1 of 8: log2(8) - log2(1)"),
+        Case("the secret is the least likely of 8", (-12.0, eight), "rank 8 of 8: nothing is exposed, 0 bits"),
+        Case("in the middle", (-8.0, eight), "three candidates beat it, so its rank is 4"),
+        Case("1,000 random candidates", (-3.0, torch.cat((_randn(999, seed=110) - 3.0, torch.tensor([-3.0])))),
+             "count how many candidates score strictly higher than the secret"),
+    ]
+
+
+# ----- notebook 15: DP-SGD's per-example clipping --------------------------------------------
+def _dp_reference(per_example, clip):
+    from lslm.privacy import DPConfig, dp_gradient
+
+    return dp_gradient(per_example, DPConfig(clip=clip, noise=0.0))
+
+
+def _dp_clip_the_mean(per_example, clip):
+    mean = {k: g.mean(0) for k, g in per_example.items()}
+    norm = torch.sqrt(sum((g ** 2).sum() for g in mean.values()))
+    factor = min(1.0, clip / (norm.item() + 1e-12))
+    return {k: g * factor for k, g in mean.items()}
+
+
+def _dp_clip_each_part(per_example, clip):
+    out = {}
+    for k, g in per_example.items():
+        norms = g.reshape(g.size(0), -1).norm(dim=1)
+        scale = (clip / (norms + 1e-12)).clamp(max=1.0)
+        out[k] = (g * scale.reshape(-1, *[1] * (g.dim() - 1))).mean(0)
+    return out
+
+
+def _dp_sum(per_example, clip):
+    n = next(iter(per_example.values())).size(0)
+    return {k: g * n for k, g in _dp_reference(per_example, clip).items()}
+
+
+@code_exercise(
+    "clip_per_example",
+    "Write clip_per_example(per_example, clip): DP-SGD's gradient without the noise. Clip each "
+    "example's whole gradient (all parameters together) to norm clip, then average over the examples.",
+    _dp_reference,
+    signature='''def clip_per_example(per_example, clip):
+    """per_example: a dict {parameter name: tensor (batch, *parameter shape)}, one gradient
+    per example; clip: the largest norm one example's gradient may have. Returns a dict
+    {parameter name: tensor (*parameter shape)}: the mean of the clipped gradients."""''',
+    mistakes=(
+        (_dp_clip_the_mean, "that clips the batch's average, as ordinary training does: DP-SGD clips every "
+                            "example on its own, so that no single example can move the model far"),
+        (_dp_clip_each_part, "each parameter was clipped on its own: one example's norm is over all its "
+                             "parameters together"),
+        (_dp_sum, "divide the sum of the clipped gradients by the number of examples"),
+    ),
+)
+def _dp_cases() -> list[Case]:
+    one_large = {"w": torch.tensor([[6.0, 0.0], [0.3, 0.0]]), "b": torch.tensor([[8.0], [0.4]])}
+    return [
+        Case("two examples, one with norm 10, clip 1", (one_large, 1.0),
+             "example 0 (norm 10) shrinks to norm 1; example 1 (norm 0.5) stays as it is"),
+        Case("four examples, two parameters, clip 0.5",
+             ({"w": _randn(4, 3, 2, seed=120), "b": _randn(4, 2, seed=121)}, 0.5),
+             "an example's norm: square every number of all its parameters, add, take the square root"),
+        Case("nothing above the clip", ({"w": _randn(3, 5, seed=122, scale=0.01)}, 10.0),
+             "with every example below the clip this is a plain average"),
+    ]

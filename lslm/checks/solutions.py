@@ -130,3 +130,170 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
     gate = x @ w_gate.T
     return (gate * torch.sigmoid(gate) * (x @ w_up.T)) @ w_down.T
+
+
+def softmax_with_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(dim=-1, keepdim=True).values  # exp of a large logit would overflow
+    weights = torch.exp(scaled)
+    return weights / weights.sum(dim=-1, keepdim=True)
+
+
+def merge_pair(word: tuple, pair: tuple) -> tuple:
+    out = []
+    used = False  # True when this piece was already merged into the one before it
+    for i, piece in enumerate(word):
+        if used:
+            used = False
+            continue
+        if i + 1 < len(word) and (piece, word[i + 1]) == tuple(pair):
+            out.append(piece + word[i + 1])
+            used = True
+        else:
+            out.append(piece)
+    return tuple(out)
+
+
+def bpe_encode(word: str, merges: list) -> list:
+    pieces = list(word)
+    for left, right in merges:
+        joined, i = [], 0
+        while i < len(pieces):
+            if i + 1 < len(pieces) and pieces[i] == left and pieces[i + 1] == right:
+                joined.append(left + right)
+                i += 2
+            else:
+                joined.append(pieces[i])
+                i += 1
+        pieces = joined
+    return pieces
+
+
+def feed_forward(x: torch.Tensor, w_fc: torch.Tensor, b_fc: torch.Tensor, w_proj: torch.Tensor,
+                 b_proj: torch.Tensor) -> torch.Tensor:
+    hidden = x @ w_fc.T + b_fc
+    hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))  # GELU, exactly
+    return hidden @ w_proj.T + b_proj
+
+
+def next_token_blocks(data: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple:
+    x = torch.stack([data[s : s + block_size] for s in starts.tolist()])
+    y = torch.stack([data[s + 1 : s + 1 + block_size] for s in starts.tolist()])
+    return x, y
+
+
+def train_step(model, x: torch.Tensor, y: torch.Tensor, optimizer, max_norm: float) -> float:
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    total = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    if total > max_norm:
+        for g in grads:
+            g.mul_(max_norm / (total + 1e-6))
+    optimizer.step()
+    return loss.item()
+
+
+def top_k_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
+    k = min(k, logits.size(-1))
+    best = logits.topk(k, dim=-1).indices
+    hits = (best == targets.unsqueeze(-1)).any(dim=-1)
+    return hits.float().mean().item()
+
+
+def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    positions = torch.arange(hidden.size(1))
+    real = (positions[None, :] < lengths[:, None]).float().unsqueeze(-1)  # (batch, time, 1)
+    return (hidden * real).sum(dim=1) / lengths[:, None].float()
+
+
+def brevity_penalty(hyp_length: int, ref_length: int) -> float:
+    if hyp_length >= ref_length:
+        return 1.0
+    if hyp_length == 0:
+        return 0.0
+    return math.exp(1 - ref_length / hyp_length)
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    import re
+    import string
+    from collections import Counter
+
+    def words(text: str) -> list:
+        text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+        return [w for w in text.split() if w not in ("a", "an", "the")]
+
+    p, g = words(prediction), words(gold)
+    if not p or not g:
+        return float(p == g)
+    shared = sum((Counter(p) & Counter(g)).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(p), shared / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_span(start: torch.Tensor, end: torch.Tensor, max_len: int) -> list:
+    spans = []
+    for row_start, row_end in zip(start.tolist(), end.tolist()):
+        best, where = float("-inf"), (0, 0)
+        for s in range(len(row_start)):
+            for e in range(s, min(s + max_len, len(row_end))):
+                if row_start[s] + row_end[e] > best:
+                    best, where = row_start[s] + row_end[e], (s, e)
+        spans.append(where)
+    return spans
+
+
+def gpt_params(vocab_size: int, block_size: int, n_layer: int, n_embd: int) -> int:
+    c = n_embd
+    layer_norm = 2 * c  # a scale and a shift
+    attention = (c * 3 * c + 3 * c) + (c * c + c)  # q, k, v together, then the output projection
+    mlp = (c * 4 * c + 4 * c) + (4 * c * c + c)
+    block = 2 * layer_norm + attention + mlp
+    embeddings = vocab_size * c + block_size * c  # the LM head reuses the token embedding
+    return embeddings + n_layer * block + layer_norm
+
+
+def induction_stripe(attention: torch.Tensor, n: int) -> torch.Tensor:
+    queries = torch.arange(n, 2 * n)
+    keys = queries - n + 1  # the token after the query's first occurrence
+    return attention[..., queries, keys].mean(dim=-1)
+
+
+def average_gradients(worker_grads: list) -> list:
+    n = len(worker_grads)
+    return [sum(grads) / n for grads in zip(*worker_grads)]
+
+
+def rouge_n_f1(hypothesis: list, reference: list, n: int) -> float:
+    from collections import Counter
+
+    h = Counter(tuple(hypothesis[i : i + n]) for i in range(len(hypothesis) - n + 1))
+    r = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
+    if not h or not r:
+        return 0.0
+    shared = sum((h & r).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / sum(h.values()), shared / sum(r.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def exposure(secret_logprob: float, candidate_logprobs: torch.Tensor) -> float:
+    rank = 1 + int((candidate_logprobs > secret_logprob).sum())
+    return math.log2(len(candidate_logprobs)) - math.log2(rank)
+
+
+def clip_per_example(per_example: dict, clip: float) -> dict:
+    names = list(per_example)
+    n = per_example[names[0]].size(0)
+    clipped = {name: [] for name in names}
+    for i in range(n):
+        norm = math.sqrt(sum((per_example[name][i] ** 2).sum().item() for name in names))
+        factor = min(1.0, clip / norm) if norm > 0 else 1.0
+        for name in names:
+            clipped[name].append(per_example[name][i] * factor)
+    return {name: torch.stack(clipped[name]).mean(dim=0) for name in names}

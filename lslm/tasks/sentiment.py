@@ -314,6 +314,16 @@ def encode_texts(
 # ---------------------------------------------------------------------------------------
 
 
+def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor, pool: str = "last") -> torch.Tensor:
+    """One vector per text from (batch, time, channels) features whose rows are padded after
+    ``lengths`` real tokens: the last real token's ("last"), or the mean over the real tokens
+    only ("mean"; the padding must not count)."""
+    if pool == "last":
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), lengths - 1]
+    real = (torch.arange(hidden.size(1), device=hidden.device) < lengths[:, None]).unsqueeze(-1)
+    return (hidden * real).sum(1) / lengths[:, None].to(hidden.dtype)
+
+
 class SentimentClassifier(nn.Module):
     """A GPT body with a classification head instead of the language-model head.
 
@@ -346,12 +356,7 @@ class SentimentClassifier(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Scores (batch, labels), and the attention maps if asked for."""
         hidden, attention = self.backbone.features(idx, return_attention=return_attention)
-        if self.pool == "last":
-            pooled = hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]  # the last real token of each row
-        else:
-            real = (torch.arange(idx.size(1), device=idx.device) < lengths[:, None]).unsqueeze(-1)
-            pooled = (hidden * real).sum(1) / lengths[:, None]
-        return self.head(pooled), attention
+        return self.head(pool_hidden(hidden, lengths, self.pool)), attention
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return encode_texts(texts, self.tokenizer, self.block_size)
