@@ -112,7 +112,17 @@ did for the assistant), so the model learns to write about the picture, not to p
 question. A baseline uses the **same questions but no picture**: for each question, the answer
 most often right in training. No model that reads only the question can do better on pictures
 like the training ones: this table is what a text-only model would learn at best.
+""")
 
+coding_exercise("answer_targets", """
+## Write it yourself: the answer-only targets
+
+Write `answer_targets(prompt, answer)`, one row's input ids and targets (the image tokens come
+before them and are never targets); `check_code` compares it with `lslm.vlm.batch`, which builds
+every training batch below.
+""")
+
+md("""
 ## 2 · Train one model for both tasks
 
 1,500 steps; each batch is 32 captions and 32 questions about random training pictures.

@@ -1616,3 +1616,155 @@ def _dp_cases() -> list[Case]:
         Case("nothing above the clip", ({"w": _randn(3, 5, seed=122, scale=0.01)}, 10.0),
              "with every example below the clip this is a plain average"),
     ]
+
+
+# ----- notebook 07: occlusion -----------------------------------------------------------------
+def _toy_positive(texts: list) -> torch.Tensor:
+    """A stand-in scorer with an obvious rule (P(positive) from a few words), so that each case
+    has an answer a learner can work out; the notebook uses the trained classifier."""
+    out = []
+    for text in texts:
+        words = text.replace(",", " ").replace(".", " ").split()
+        score = 2 * sum(w in ("good", "lovely") for w in words) - 2 * sum(w in ("bad", "dull") for w in words)
+        if "not" in words:
+            score = -score
+        out.append(1 / (1 + math.exp(-(score - 0.5 * len(words) / 4))))
+    return torch.tensor(out)
+
+
+def _occlusion_reference(prob_pos, text):
+    from lslm.tasks.sentiment import occlusion_effects
+
+    return occlusion_effects(prob_pos, text)
+
+
+def _occlusion_flipped(prob_pos, text):
+    return [(w, -change) for w, change in _occlusion_reference(prob_pos, text)]
+
+
+def _occlusion_replace(prob_pos, text):
+    from lslm.tasks.sentiment import word_spans
+
+    base = float(prob_pos([text])[0])
+    words = [w for w, _, _ in word_spans(text)]
+    return [(w, float(prob_pos([" ".join(text.replace(w, "").split())])[0]) - base) for w in words]
+
+
+@code_exercise(
+    "occlusion",
+    "Write occlusion(prob_pos, text): for each word of the text, P(positive) of the text without "
+    "that one word, minus P(positive) of the whole text.",
+    _occlusion_reference,
+    signature='''def occlusion(prob_pos, text):
+    """prob_pos(texts): a list of strings in, a tensor of P(positive) out, one per text.
+    Returns a list of (word, change) pairs, one per word of text in order, words and
+    punctuation as lslm.tasks.sentiment.word_spans cuts them (without_word(text, i) deletes
+    word i). A negative change: the word was pushing towards positive."""''',
+    mistakes=(
+        (_occlusion_flipped, "the sign is flipped: the change is P without the word minus P with it"),
+        (_occlusion_replace, "deleting a word by replacing its text also deletes its other copies (and parts of "
+                             "other words): delete only word i, e.g. with without_word(text, i)"),
+    ),
+)
+def _occlusion_cases() -> list[Case]:
+    return [
+        Case("'the food was good.'", (_toy_positive, "the food was good."),
+             "this scorer likes 'good': removing it should lower P(positive)"),
+        Case("'the food was not good.'", (_toy_positive, "the food was not good."),
+             "'not' turns the sentence around: removing it raises P(positive)"),
+        Case("a word that occurs twice", (_toy_positive, "good food, good staff, dull room."),
+             "remove one occurrence at a time: the other 'good' stays"),
+    ]
+
+
+# ----- notebook 11: the logit lens ------------------------------------------------------------
+def _lens_reference(stream, ln_weight, ln_bias, head_weight):
+    from lslm.model import LayerNorm
+
+    norm = LayerNorm(stream.size(-1), bias=True)
+    with torch.no_grad():
+        norm.weight.copy_(ln_weight)
+        norm.bias.copy_(ln_bias)
+        return torch.softmax(norm(stream) @ head_weight.T, dim=-1)
+
+
+def _lens_no_norm(stream, ln_weight, ln_bias, head_weight):
+    return torch.softmax(stream @ head_weight.T, dim=-1)
+
+
+def _lens_logits(stream, ln_weight, ln_bias, head_weight):
+    return F.layer_norm(stream, (stream.size(-1),), ln_weight, ln_bias) @ head_weight.T
+
+
+@code_exercise(
+    "logit_lens",
+    "Write logit_lens(stream, ln_weight, ln_bias, head_weight): read next-token probabilities "
+    "from the residual stream after any layer, with the model's own final LayerNorm and LM head.",
+    _lens_reference,
+    signature='''def logit_lens(stream, ln_weight, ln_bias, head_weight):
+    """stream: (layers, batch, time, n_embd), the residual stream after each block;
+    ln_weight, ln_bias: (n_embd,), the final LayerNorm's (eps 1e-5); head_weight:
+    (vocab, n_embd), the LM head's. Returns probabilities (layers, batch, time, vocab)."""''',
+    mistakes=(
+        (_lens_no_norm, "the final LayerNorm was skipped: the LM head was trained on normalised vectors, so "
+                        "the lens must normalise each layer's stream first"),
+        (_lens_logits, "those are scores (logits): turn them into probabilities over the vocabulary"),
+    ),
+)
+def _lens_cases() -> list[Case]:
+    def case(layers: int, b: int, t: int, c: int, v: int, seed: int) -> tuple:
+        return (_randn(layers, b, t, c, seed=seed, scale=3.0), 1 + _randn(c, seed=seed + 1, scale=0.1),
+                _randn(c, seed=seed + 2, scale=0.1), _randn(v, c, seed=seed + 3, scale=0.5))
+
+    return [
+        Case("3 layers, 1 position, width 8, 10 tokens", case(3, 1, 1, 8, 10, 130),
+             "each layer's vector goes through the same LayerNorm and head"),
+        Case("5 layers, batch 2, 4 positions", case(5, 2, 4, 16, 12, 140),
+             "normalise over the last axis (the width), then multiply by the head's weight transposed"),
+    ]
+
+
+# ----- notebook 17: the answer-only loss ----------------------------------------------------------
+def _answer_reference(prompt, answer):
+    from lslm.vlm import batch
+
+    _, ids, targets = batch([(torch.zeros(3, 1, 1, dtype=torch.uint8), prompt, answer)])
+    return ids[0], targets[0]
+
+
+def _answer_unshifted(prompt, answer):
+    ids, _ = _answer_reference(prompt, answer)
+    targets = torch.full_like(ids, -100)
+    targets[len(prompt):] = torch.tensor(answer)
+    return ids, targets
+
+
+def _answer_everything(prompt, answer):
+    ids, _ = _answer_reference(prompt, answer)
+    targets = torch.full_like(ids, -100)
+    targets[:-1] = ids[1:]
+    return ids, targets
+
+
+@code_exercise(
+    "answer_targets",
+    "Write answer_targets(prompt, answer): the input ids (prompt then answer) and the targets for "
+    "an answer-only loss: at each position the next token if it belongs to the answer, else -100.",
+    _answer_reference,
+    signature='''def answer_targets(prompt, answer):
+    """prompt, answer: lists of token ids (the answer ends with <eos>). Returns (ids, targets),
+    two 1-D int64 tensors of length len(prompt) + len(answer): ids is prompt + answer;
+    targets[t] is the token the model should write after reading ids[:t + 1] when that
+    token is part of the answer, and -100 (ignored by cross_entropy) everywhere else."""''',
+    mistakes=(
+        (_answer_unshifted, "the targets are not shifted: position t must predict the token at t + 1, so the "
+                            "first answer token is the target of the prompt's last position"),
+        (_answer_everything, "the prompt's tokens are targets too: the loss should count only the answer"),
+    ),
+)
+def _answer_cases() -> list[Case]:
+    return [
+        Case("prompt [1], answer [7, 8, 2]", ([1], [7, 8, 2]), "a caption: the prompt is <bos> alone"),
+        Case("a question of 4 tokens, a one-word answer", ([1, 20, 21, 22], [30, 2]),
+             "the last position (the answer's <eos>) has nothing after it"),
+    ]

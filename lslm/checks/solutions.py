@@ -297,3 +297,28 @@ def clip_per_example(per_example: dict, clip: float) -> dict:
         for name in names:
             clipped[name].append(per_example[name][i] * factor)
     return {name: torch.stack(clipped[name]).mean(dim=0) for name in names}
+
+
+def occlusion(prob_pos, text: str) -> list:
+    from lslm.tasks.sentiment import without_word, word_spans
+
+    words = [w for w, _, _ in word_spans(text)]
+    before = float(prob_pos([text])[0])
+    after = prob_pos([without_word(text, i) for i in range(len(words))])
+    return [(w, float(after[i]) - before) for i, w in enumerate(words)]
+
+
+def logit_lens(stream: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
+               head_weight: torch.Tensor) -> torch.Tensor:
+    mean = stream.mean(dim=-1, keepdim=True)
+    var = ((stream - mean) ** 2).mean(dim=-1, keepdim=True)
+    normed = (stream - mean) / torch.sqrt(var + 1e-5) * ln_weight + ln_bias
+    return torch.softmax(normed @ head_weight.T, dim=-1)
+
+
+def answer_targets(prompt: list, answer: list) -> tuple:
+    ids = torch.tensor(prompt + answer)
+    targets = torch.full_like(ids, -100)
+    start = len(prompt) - 1  # the prompt's last position predicts the answer's first token
+    targets[start : start + len(answer)] = torch.tensor(answer)
+    return ids, targets

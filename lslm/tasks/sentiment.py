@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,10 +507,15 @@ def occlusion(model: SentimentClassifier, text: str, label: str = "pos") -> list
     if label not in model.labels:
         raise LslmError(f"label {label!r} is not one of the model's labels {model.labels}")
     k = model.labels.index(label)
-    n = len(word_spans(text))
-    variants = [text] + [without_word(text, i) for i in range(n)]
-    p = model.probs(variants)[:, k]
-    return [(w, (p[i + 1] - p[0]).item()) for i, (w, _, _) in enumerate(word_spans(text))]
+    return occlusion_effects(lambda texts: model.probs(texts)[:, k], text)
+
+
+def occlusion_effects(prob: Callable[[list[str]], torch.Tensor], text: str) -> list[tuple[str, float]]:
+    """``occlusion`` for any scorer: ``prob(texts)`` gives one probability per text; for each
+    word of ``text``, the probability without that word minus the probability with it."""
+    spans = word_spans(text)
+    p = prob([text] + [without_word(text, i) for i in range(len(spans))])
+    return [(w, float(p[i + 1] - p[0])) for i, (w, _, _) in enumerate(spans)]
 
 
 def draw_words(
