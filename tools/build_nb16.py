@@ -259,7 +259,9 @@ for name, config in variants.items():
     speed = sorted(history["tokens_per_sec"])[len(history["tokens_per_sec"]) // 2]  # median
     results[name] = {"val": history["val_loss"][-1], "params": trainer.model.num_params(),
                      "ms": 1000 * cfg.batch_size * config.block_size / speed}
-print(f"{len(variants)} runs of 300 steps in {time.perf_counter() - start:.0f} s\\n")
+    print(f"{name}: validation loss {results[name]['val']:.3f} ({time.perf_counter() - start:.0f} s so far)",
+          flush=True)
+print(f"\\n{len(variants)} runs of 300 steps in {time.perf_counter() - start:.0f} s\\n")
 print(f"{'variant':>20} {'parameters':>10} {'val loss':>9} {'ms per step':>12}")
 for name, r in results.items():
     print(f"{name:>20} {r['params']:>10,} {r['val']:>9.3f} {r['ms']:>12.1f}")
