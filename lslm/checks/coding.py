@@ -804,20 +804,20 @@ def _temperature_cases() -> list[Case]:
 
 
 # ----- notebook 01: a BPE merge step, and encoding with the learned merges --------------------
-def _merge_reference(word, pair):
+def _bpe_merge_reference(word, pair):
     from lslm.tokenizers.bpe import merge_pair
 
     return merge_pair(word, pair)
 
 
-def _merge_first_only(word, pair):
+def _bpe_merge_first_only(word, pair):
     for i in range(len(word) - 1):
         if (word[i], word[i + 1]) == tuple(pair):
             return tuple(word[:i]) + (word[i] + word[i + 1],) + tuple(word[i + 2 :])
     return tuple(word)
 
 
-def _merge_right_to_left(word, pair):
+def _bpe_merge_right_to_left(word, pair):
     out, i = list(word), len(word) - 2
     while i >= 0:
         if i + 1 < len(out) and (out[i], out[i + 1]) == tuple(pair):
@@ -832,17 +832,17 @@ def _merge_right_to_left(word, pair):
     "merge_pair",
     "Write merge_pair(word, pair): the word (a tuple of pieces) with every occurrence of the two "
     "pieces of pair, side by side, replaced by one piece; scan left to right.",
-    _merge_reference,
+    _bpe_merge_reference,
     signature='''def merge_pair(word, pair):
     """word: a tuple of pieces, e.g. ("▁", "t", "h", "e"); pair: two pieces, e.g. ("t", "h").
     Returns a tuple of pieces: ("▁", "th", "e")."""''',
     mistakes=(
-        (_merge_first_only, "only the first occurrence was merged: merge every one"),
-        (_merge_right_to_left, "scan from the left: in ('a', 'a', 'a') the first two pieces are merged, "
+        (_bpe_merge_first_only, "only the first occurrence was merged: merge every one"),
+        (_bpe_merge_right_to_left, "scan from the left: in ('a', 'a', 'a') the first two pieces are merged, "
                                "giving ('aa', 'a')"),
     ),
 )
-def _merge_cases() -> list[Case]:
+def _bpe_merge_cases() -> list[Case]:
     return [
         Case("('▁', 't', 'h', 'e') with ('t', 'h')", (("▁", "t", "h", "e"), ("t", "h")),
              "the two pieces become one string, and the pieces around them stay"),

@@ -217,7 +217,6 @@ def brevity_penalty(hyp_length: int, ref_length: int) -> float:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    import re
     import string
     from collections import Counter
 
