@@ -1218,8 +1218,9 @@ def _bp_always(hyp_length, ref_length):
 
 @code_exercise(
     "brevity_penalty",
-    "Write brevity_penalty(hyp_length, ref_length): 1 when the output is at least as long as the "
-    "reference, else exp(1 - ref_length / hyp_length), and 0 for an empty output.",
+    "Write brevity_penalty(hyp_length, ref_length): BLEU's factor for an output shorter than its "
+    "reference (the formula is in this notebook's check-yourself section): 1 when the output is at "
+    "least as long, smaller the shorter it is, and 0 for an empty output.",
     _bp_reference,
     signature='''def brevity_penalty(hyp_length, ref_length):
     """hyp_length: words in the output(s); ref_length: words in the reference(s). Returns a
@@ -1538,7 +1539,7 @@ def _exposure_natural_log(secret_logprob, candidate_logprobs):
 @code_exercise(
     "exposure",
     "Write exposure(secret_logprob, candidate_logprobs): the secret's rank among all candidates "
-    "(1 + how many the model finds strictly likelier), then log2(number of candidates) - log2(rank).",
+    "(1 + how many the model finds strictly likelier), then its exposure in bits as section 3 defines it.",
     _exposure_reference,
     signature='''def exposure(secret_logprob, candidate_logprobs):
     """secret_logprob: the model's log-probability of the true canary (a float);
@@ -1620,15 +1621,16 @@ def _dp_cases() -> list[Case]:
 
 # ----- notebook 07: occlusion -----------------------------------------------------------------
 def _toy_positive(texts: list) -> torch.Tensor:
-    """A stand-in scorer with an obvious rule (P(positive) from a few words), so that each case
-    has an answer a learner can work out; the notebook uses the trained classifier."""
+    """A stand-in scorer with a rule a learner can read: +2 for each 'good' or 'lovely', -2 for
+    each 'bad' or 'dull', all flipped by a 'not', and -1/8 for every word (so deleting any word
+    moves P a little); P(positive) is the sigmoid of that. The notebook uses the classifier."""
     out = []
     for text in texts:
         words = text.replace(",", " ").replace(".", " ").split()
         score = 2 * sum(w in ("good", "lovely") for w in words) - 2 * sum(w in ("bad", "dull") for w in words)
         if "not" in words:
             score = -score
-        out.append(1 / (1 + math.exp(-(score - 0.5 * len(words) / 4))))
+        out.append(1 / (1 + math.exp(-(score - len(words) / 8))))
     return torch.tensor(out)
 
 
